@@ -1,0 +1,143 @@
+"""App: the services one memoryd process holds, handed to every RPC handler as ``ctx.app``.
+
+Built once from the Config by the server; handlers read ``app.store``, write through
+``app.writer`` and obtain vectors with ``app.vectors``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from sidecar import errors
+from sidecar.config import Config
+from sidecar.stats import Stats
+from sidecar.store.base import PayloadIndex, Store
+from sidecar.writer import Writer
+
+# CONTRACT §4: indexes every new collection gets. Only speed; results never depend on them.
+PAYLOAD_INDEXES: tuple[PayloadIndex, ...] = (
+    *(PayloadIndex(k, "keyword") for k in (
+        "category", "namespace", "sessionId", "agent", "media.mediaType", "media.sourceUrl",
+        "media.contentHash", "type", "metadata.tags", "leadPersona")),
+    *(PayloadIndex(k, "integer") for k in ("createdAt", "accessedAt", "expiresAt", "updatedAt")),
+)
+
+
+class App:
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self._store = store
+        self.writer: Writer | None = Writer(store) if store else None
+        self.embedder: Any = None  # set when an embedding provider is configured
+        self.reranker: Any = None  # set when reranking is enabled
+        self.stats = Stats()
+        self.started_at = time.time()
+        self.pid = os.getpid()
+        self.phase = "starting"  # starting | ready | draining
+        self.store_error: str | None = None
+        # Set by the server: starts a graceful drain (reason is logged).
+        self.request_shutdown: Callable[[str], None] = lambda reason: None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise errors.BackendUnavailable("the store is not open yet")
+        return self._store
+
+    def attach_store(self, store: Store) -> None:
+        self._store = store
+        self.writer = Writer(store)
+
+    @property
+    def write(self) -> Writer:
+        if self.writer is None:
+            raise errors.BackendUnavailable("the store is not open yet")
+        return self.writer
+
+    async def ensure_dimension(self, dimension: int) -> None:
+        """Make sure the collection exists with ``dimension`` (created on first write when
+        neither config nor an existing collection fixed it)."""
+        expected = self.config.dimension or self.store.dimension
+        if expected is not None and expected != dimension:
+            raise errors.DimensionMismatch(expected, dimension)
+        if self.store.dimension is None:
+            await self.store.ensure_collection(dimension, PAYLOAD_INDEXES)
+
+    async def vectors(
+        self, texts: Sequence[str], supplied: Sequence[Sequence[float] | None] | None = None
+    ) -> list[list[float]]:
+        """One vector per text: the caller's where supplied, else embedded. Every vector is
+        checked (finite, dimension); the collection is created on first use."""
+        supplied = list(supplied) if supplied is not None else [None] * len(texts)
+        missing = [i for i, v in enumerate(supplied) if v is None]
+        out: list[list[float] | None] = [list(v) if v is not None else None for v in supplied]
+        if missing:
+            if self.embedder is None:
+                raise errors.EmbeddingUnavailable(
+                    "no embedding provider is configured: send `vector` with the request "
+                    "or configure [embedding] provider")
+            embedded = await self.embedder.embed([texts[i] for i in missing])
+            for i, vec in zip(missing, embedded, strict=True):
+                out[i] = list(vec)
+        vectors = [v for v in out if v is not None]
+        for index, vec in enumerate(vectors):
+            if not all(math.isfinite(x) for x in vec):
+                raise errors.ValidationError.at(
+                    f"$.vector[{index}]" if len(vectors) > 1 else "$.vector",
+                    "every component must be a finite number")
+        if vectors:
+            dims = {len(v) for v in vectors}
+            for dim in dims:
+                await self.ensure_dimension(dim)
+        return vectors
+
+    # -- observability ---------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        """live = this answer exists; ready = socket bound and store open; a store that is
+        down makes memoryd degraded, never not-live."""
+        checks: dict[str, Any] = {}
+        degraded: list[str] = []
+        if self._store is None:
+            checks["store"] = {"ok": False, "error": self.store_error or "not open yet"}
+        else:
+            try:
+                info = await self._store.info()
+                checks["store"] = {"ok": True, **msgspec.to_builtins(info)}
+                configured = self.config.dimension
+                if configured and info.dimension and configured != info.dimension:
+                    reason = (f"collection {info.collection} has dimension {info.dimension}, "
+                              f"config says {configured}: writes are refused")
+                    checks["store"].update(ok=False, error=reason)
+                    degraded.append(reason)
+            except errors.MemorydError as exc:
+                checks["store"] = {"ok": False, "error": exc.message}
+                degraded.append(f"store: {exc.message}")
+        if self.embedder is not None:
+            state = getattr(self.embedder, "state", "ready")
+            checks["embedder"] = {"ok": state != "failed", "state": state,
+                                  "provider": self.embedder.provider}
+            if state == "failed":
+                degraded.append("embedder failed to load")
+        ready = self.phase != "starting" and self._store is not None
+        if self.phase == "draining":
+            status = "draining"
+        elif not ready:
+            status = "starting"
+        else:
+            status = "degraded" if degraded else "ok"
+        return {"live": True, "ready": ready, "status": status, "checks": checks,
+                "reasons": degraded}
+
+    def extra_stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.embedder is not None:
+            out["embedding"] = self.embedder.stats()
+        if self.reranker is not None:
+            out["reranking"] = self.reranker.stats()
+        return out

@@ -1,0 +1,166 @@
+"""Command line: parse arguments, build the Config, run. Nothing else lives here.
+
+    memoryd serve [--socket PATH] [--data-dir DIR] [--config FILE] [--spawned] ...
+    memoryd call METHOD [JSON-PARAMS]
+    memoryd health
+    memoryd config show
+    memoryd doctor
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from sidecar import __version__
+from sidecar.config import Config, ConfigError, load_config, masked
+
+# serve flags that map one to one onto Config keys (flag name -> key)
+_CONFIG_FLAGS: dict[str, dict[str, Any]] = {
+    "socket": {"help": "socket path"},
+    "data_dir": {"help": "data directory (embedded store, journal)"},
+    "log_level": {"help": "TRACE, DEBUG, INFO, WARNING, ERROR"},
+    "log_format": {"choices": ["text", "json"]},
+    "qdrant_url": {"help": "use a Qdrant server/cluster instead of the embedded engine"},
+    "collection": {"help": "collection name (default agent_memory)"},
+    "dimension": {"type": int, "help": "vector dimension"},
+    "max_line_bytes": {"type": int},
+    "max_in_flight": {"type": int},
+    "drain_timeout": {"type": float},
+    "sweep_interval": {"type": float, "help": "seconds between TTL sweeps, 0 = off"},
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memoryd", description="memory sidecar for agent-core")
+    parser.add_argument("--version", action="version", version=f"memoryd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="TOML config file")
+        p.add_argument("--socket", help="socket path")
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="TOML config file")
+    for key, kwargs in _CONFIG_FLAGS.items():
+        serve.add_argument("--" + key.replace("_", "-"), dest=key, **kwargs)
+    serve.add_argument("--allow-model-change", action="store_true", default=None,
+                       help="embed into a collection written with another embedding model")
+    serve.add_argument("--spawned", action="store_true",
+                       help="spawned by a host: one readiness line on stdout")
+    serve.add_argument("--parent-pid", type=int,
+                       help="exit when this process is gone (default in spawned mode: parent)")
+    serve.add_argument("--idle-exit", type=float, metavar="SECS",
+                       help="exit after SECS with no connections")
+
+    call = sub.add_parser("call", help="call one method and print its result as JSON")
+    common(call)
+    call.add_argument("method")
+    call.add_argument("params", nargs="?", help="params as a JSON object")
+    call.add_argument("--timeout", type=float, default=60.0)
+
+    health = sub.add_parser("health", help="exit 0 only when memoryd is ready")
+    common(health)
+
+    config = sub.add_parser("config", help="configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser("show", help="print the effective config, secrets masked")
+    common(show)
+
+    doctor = sub.add_parser("doctor", help="check and explain what is off")
+    common(doctor)
+    doctor.add_argument("--data-dir")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    overrides = {k: getattr(args, k, None) for k in (*_CONFIG_FLAGS, "socket", "data_dir")}
+    if getattr(args, "allow_model_change", None):
+        overrides["embedding"] = {"allow_model_change": True}
+    config, _ = load_config(getattr(args, "config", None), overrides)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"memoryd: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(masked(config)), indent=2)
+                         .decode() + "\n")
+        return 0
+    if args.command == "call":
+        return _call(config, args)
+    if args.command == "health":
+        return _health(config)
+    if args.command == "doctor":
+        from sidecar.doctor import run
+
+        return run(config)
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import anyio
+
+    from sidecar import lifecycle, logs
+    from sidecar.server import ServeOptions, serve
+
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        logs.configure("INFO", "text")
+        if args.spawned:
+            lifecycle.announce_failed(lifecycle.StartupError("config", str(exc), 2))
+        print(f"memoryd: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(config.log_level, config.log_format)
+    parent = args.parent_pid
+    if parent is None and args.spawned:
+        parent = os.getppid()
+    options = ServeOptions(spawned=args.spawned, parent_pid=parent, idle_exit=args.idle_exit,
+                           reload=lambda: _load(args))
+    return anyio.run(serve, config, options)
+
+
+def _call(config: Config, args: argparse.Namespace) -> int:
+    from sidecar.client import RpcError, call
+
+    try:
+        params = msgspec.json.decode(args.params) if args.params else None
+    except msgspec.DecodeError as exc:
+        print(f"memoryd: params are not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = call(config.socket_path(), args.method, params, timeout=args.timeout)
+    except RpcError as exc:
+        sys.stdout.write(msgspec.json.encode(exc.error).decode() + "\n")
+        return 1
+    except OSError as exc:
+        print(f"memoryd: cannot reach memoryd at {config.socket_path()}: {exc}",
+              file=sys.stderr)
+        return 1
+    sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+    return 0
+
+
+def _health(config: Config) -> int:
+    from sidecar.client import RpcError, call
+
+    try:
+        health = call(config.socket_path(), "system.health", timeout=10)
+    except (RpcError, OSError) as exc:
+        print(f"memoryd: not reachable at {config.socket_path()}: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(msgspec.json.encode(health).decode() + "\n")
+    return 0 if health.get("ready") else 1

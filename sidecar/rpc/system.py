@@ -1,0 +1,83 @@
+"""system.*: handshake, health, stats, shutdown."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import anyio
+import psutil
+
+from sidecar import PROTOCOL_VERSION, __version__, errors
+from sidecar.rpc import Context, NoParams, rpc
+
+_process = psutil.Process()
+
+
+@rpc("system.hello")
+async def hello(ctx: Context, params: NoParams) -> dict[str, Any]:
+    app = ctx.app
+    embedder = app.embedder
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "version": __version__,
+        "pid": app.pid,
+        "capabilities": {
+            "embedding": embedder is not None,
+            "rerank": app.reranker is not None,
+            "multimodal": bool(getattr(embedder, "multimodal", False)),
+            "kv": "kv.get" in _registered(),
+        },
+        "collection": app.config.collection,
+        "dimension": app.config.dimension or (app._store.dimension if app._store else None),
+    }
+
+
+def _registered() -> set[str]:
+    from sidecar.rpc import REGISTRY
+
+    return set(REGISTRY)
+
+
+@rpc("system.health")
+async def health(ctx: Context, params: NoParams) -> dict[str, Any]:
+    return await ctx.app.health()
+
+
+@rpc("system.stats")
+async def stats(ctx: Context, params: NoParams) -> dict[str, Any]:
+    app = ctx.app
+    s = app.stats
+    with _process.oneshot():
+        memory = _process.memory_info()
+        cpu = _process.cpu_times()
+    out: dict[str, Any] = {
+        "uptimeSeconds": round(time.time() - app.started_at, 3),
+        "inFlight": s.in_flight,
+        "connections": s.connections,
+        "connectionsTotal": s.connections_total,
+        "methods": s.methods(),
+        "errorsByKind": dict(s.errors_by_kind),
+        "process": {
+            "pid": app.pid,
+            "rssBytes": memory.rss,
+            "cpuUserSeconds": round(cpu.user, 3),
+            "cpuSystemSeconds": round(cpu.system, 3),
+            "threads": _process.num_threads(),
+        },
+        "sweeper": {"runs": s.sweeps, "deleted": s.swept, "lastRunAt": s.last_sweep_at},
+    }
+    out.update(app.extra_stats())
+    return out
+
+
+@rpc("system.shutdown", "admin")
+async def shutdown(ctx: Context, params: NoParams) -> dict[str, Any]:
+    if ctx.peer_uid != os.getuid():
+        raise errors.ValidationError.at(
+            "$", f"system.shutdown is allowed only from uid {os.getuid()}")
+    # Answer first, then drain: the reply is written before the connection is closed.
+    await anyio.lowlevel.checkpoint()
+    ctx.app.request_shutdown("system.shutdown")
+    return {}

@@ -1,0 +1,388 @@
+"""The socket server's life: ``startup()``, ``main_loop()``, ``shutdown()``.
+
+Startup takes the lock beside the socket before touching the socket (one server per socket),
+binds it 0600 inside a 0700 directory, opens the store and announces readiness. The main loop
+serves connections until a signal, ``system.shutdown``, the parent's death or idleness asks
+it to stop. Shutdown drains: new requests get ``shutting_down`` while in-flight ones finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import socket
+import stat
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+from loguru import logger
+
+from sidecar import errors, lifecycle, logs
+from sidecar.app import App
+from sidecar.config import Config, ConfigError
+from sidecar.lifecycle import StartupError
+from sidecar.protocol import Dispatcher, error_line
+from sidecar.rpc import load_all
+
+# Linux caps sun_path at 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+# Settings a SIGHUP can change; everything else needs a restart.
+RELOADABLE = ("log_level", "log_format", "max_line_bytes", "max_in_flight", "drain_timeout",
+              "allowed_uids", "sweep_interval")
+
+
+class ServeOptions:
+    def __init__(self, *, spawned: bool = False, parent_pid: int | None = None,
+                 idle_exit: float | None = None,
+                 reload: Callable[[], Config] | None = None) -> None:
+        self.spawned = spawned
+        self.parent_pid = parent_pid
+        self.idle_exit = idle_exit
+        self.reload = reload
+
+
+# -- socket directory, lock, bind -----------------------------------------------------------
+def prepare_socket_dir(directory: Path) -> None:
+    """Create ``directory`` 0700, or accept an existing one only if we own it and nobody
+    else can write to it (it is the real protection: many systems ignore socket modes)."""
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StartupError("config", f"cannot create socket directory {directory}: "
+                           f"{exc.strerror}", 2) from None
+    st = directory.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise StartupError("config", f"{directory} is not a directory", 2)
+    if st.st_uid != os.getuid():
+        raise StartupError("config", f"socket directory {directory} is owned by uid "
+                           f"{st.st_uid}, not by this user ({os.getuid()})", 2)
+    if st.st_mode & 0o022:
+        raise StartupError("config", f"socket directory {directory} is group- or "
+                           f"world-writable (mode {stat.S_IMODE(st.st_mode):04o})", 2)
+
+
+def acquire_lock(lock_path: Path, socket_path: Path) -> int:
+    """An exclusive flock held for the server's life. Raises StartupError(exit 3) when
+    another live memoryd holds it."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StartupError(
+                "already_running", f"another memoryd is serving {socket_path}", 3,
+                socket=str(socket_path)) from None
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def bind_socket(path: Path) -> socket.socket:
+    """Bind and listen at ``path`` with mode 0600 from the first instant (umask around
+    bind). The caller holds the lock, so whatever is at ``path`` is stale."""
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise StartupError("config", f"socket path is {len(os.fsencode(path))} bytes; "
+                           f"Linux allows at most {MAX_SOCKET_PATH}: {path}", 2)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            logger.info("removing stale socket {}", path)
+            path.unlink()
+        else:
+            raise StartupError("config", f"{path} exists and is not a socket", 2)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise StartupError("config", f"cannot bind {path}: {exc.strerror}", 2) from None
+    finally:
+        os.umask(old)
+    sock.listen(128)
+    return sock
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the connected peer (SO_PEERCRED)."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", raw)
+
+
+def uid_allowed(uid: int, config: Config) -> bool:
+    return uid in (os.getuid(), 0) or uid in config.allowed_uids
+
+
+# -- the server -------------------------------------------------------------------------
+class Server:
+    def __init__(self, config: Config, options: ServeOptions | None = None) -> None:
+        self.config = config
+        self.options = options or ServeOptions()
+        self.socket_path = config.socket_path()
+        self.lock_path = self.socket_path.with_name(self.socket_path.name + ".lock")
+        self.app = App(config)
+        self.app.request_shutdown = self.request_shutdown
+        self.dispatcher = Dispatcher(load_all(), self.app)
+        self.listener: anyio.abc.SocketListener | None = None
+        self.lock_fd: int | None = None
+        self.owns_path = False
+        self.stop_requested = anyio.Event()
+        self.parent: lifecycle.ParentWatch | None = None
+        self.idle_since: float | None = time.monotonic()
+        self.pending = 0  # lines being answered, reply write included
+        self.quiet = anyio.Event()  # set when draining and nothing is pending (or forced)
+
+    # ---- startup
+    async def startup(self) -> None:
+        if self.options.parent_pid is not None:
+            self.parent = lifecycle.ParentWatch(self.options.parent_pid)
+        sock = lifecycle.activated_socket()
+        if sock is None:
+            prepare_socket_dir(self.socket_path.parent)
+            self.lock_fd = acquire_lock(self.lock_path, self.socket_path)
+            sock = bind_socket(self.socket_path)
+            self.owns_path = True
+        else:
+            name = sock.getsockname()
+            self.socket_path = Path(name if isinstance(name, str) else self.socket_path)
+        self.listener = await anyio.abc.SocketListener.from_socket(sock)
+        logger.info("listening on {}", self.socket_path)
+        await self.open_store()
+
+    async def open_store(self) -> None:
+        from sidecar.store import open_store
+
+        try:
+            with anyio.fail_after(self.config.admin_timeout_ms / 1000):
+                store = await open_store(self.config)
+        except (errors.MemorydError, OSError, TimeoutError) as exc:
+            message = exc.message if isinstance(exc, errors.MemorydError) else str(exc)
+            self.app.store_error = message
+            raise StartupError("store", f"cannot open the store: {message}", 4) from None
+        self.app.attach_store(store)
+
+    def announce_ready(self) -> None:
+        self.app.phase = "ready"
+        if self.options.spawned:
+            lifecycle.announce_ready(str(self.socket_path))
+        lifecycle.sd_notify(f"READY=1\nSTATUS=serving {self.socket_path}\nMAINPID={os.getpid()}")
+        logger.info("memoryd ready (pid {}, store {})", os.getpid(), self.app.store.kind)
+
+    # ---- main loop
+    async def main_loop(self) -> None:
+        assert self.listener is not None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._accept_loop, tg)
+            tg.start_soon(self._signals)
+            if self.parent is not None:
+                tg.start_soon(self._watch_parent)
+            if self.options.idle_exit:
+                tg.start_soon(self._watch_idle, self.options.idle_exit)
+            interval = lifecycle.watchdog_interval()
+            if interval:
+                tg.start_soon(self._watchdog, interval)
+            await self.stop_requested.wait()
+            await self._drain()
+            tg.cancel_scope.cancel()
+
+    def request_shutdown(self, reason: str) -> None:
+        if not self.stop_requested.is_set():
+            logger.info("shutting down: {}", reason)
+            self.stop_requested.set()
+
+    async def _drain(self) -> None:
+        """Stop taking new requests (they get ``shutting_down``; the socket stays bound so
+        clients do not spawn a second instance meanwhile) and let in-flight ones finish."""
+        self.dispatcher.draining = True
+        self.app.phase = "draining"
+        lifecycle.sd_notify("STOPPING=1\nSTATUS=draining")
+        with anyio.move_on_after(self.config.drain_timeout):
+            if self.pending:
+                await self.quiet.wait()
+        if self.pending:
+            logger.warning("drain ended with {} requests unanswered", self.pending)
+
+    async def _accept_loop(self, tg: anyio.abc.TaskGroup) -> None:
+        assert self.listener is not None
+        async with self.listener:
+            while True:
+                stream = await self.listener.accept()
+                tg.start_soon(self._connection, stream)
+
+    async def _connection(self, stream: anyio.abc.SocketStream) -> None:
+        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        pid, uid, _gid = peer_credentials(raw)
+        stats = self.app.stats
+        async with stream:
+            if not uid_allowed(uid, self.config):
+                logger.warning("refused connection from uid {} (pid {})", uid, pid)
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await stream.send(error_line(errors.InvalidRequest(
+                        f"uid {uid} may not use this memoryd (see allowed_uids)")))
+                return
+            stats.connections += 1
+            stats.connections_total += 1
+            self.idle_since = None
+            try:
+                await self._serve_lines(stream, (uid, pid))
+            finally:
+                stats.connections -= 1
+                if stats.connections == 0:
+                    self.idle_since = time.monotonic()
+
+    async def _serve_lines(self, stream: anyio.abc.SocketStream, peer: tuple[int, int]) -> None:
+        reader = BufferedByteReceiveStream(stream)
+        send_lock = anyio.Lock()
+
+        async def send(data: bytes) -> None:
+            async with send_lock:
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await stream.send(data)
+
+        async def answer(line: bytes) -> None:
+            self.pending += 1
+            try:
+                reply = await self.dispatcher.handle_line(line, peer)
+                if reply is not None:
+                    await send(reply)
+            finally:
+                self.pending -= 1
+                if self.pending == 0 and self.dispatcher.draining:
+                    self.quiet.set()
+
+        # In-flight answers are still written after the client half-closes (socat does):
+        # the task group waits for them before the stream is closed.
+        async with anyio.create_task_group() as tg:
+            while True:
+                limit = self.config.max_line_bytes
+                try:
+                    line = await reader.receive_until(b"\n", limit)
+                except anyio.DelimiterNotFound:
+                    logger.warning("line over {} bytes: closing the connection", limit)
+                    await send(error_line(errors.InvalidRequest(
+                        f"request line exceeds the maximum of {limit} bytes")))
+                    break
+                except anyio.IncompleteRead:
+                    if reader.buffer.strip():  # a last line without its newline
+                        tg.start_soon(answer, bytes(reader.buffer))
+                    break
+                except (anyio.EndOfStream, anyio.BrokenResourceError,
+                        anyio.ClosedResourceError, ConnectionError):
+                    break
+                tg.start_soon(answer, line)
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+            async for signum in sigs:
+                if signum == signal.SIGHUP:
+                    self.reload()
+                elif self.stop_requested.is_set():
+                    logger.warning("second {}: not waiting for in-flight requests",
+                                   signal.Signals(signum).name)
+                    self.quiet.set()
+                else:
+                    self.request_shutdown(signal.Signals(signum).name)
+
+    async def _watch_parent(self) -> None:
+        assert self.parent is not None
+        while True:
+            await anyio.sleep(1.0)
+            if not self.parent.alive():
+                self.request_shutdown(f"parent process {self.parent.pid} is gone")
+                return
+
+    async def _watch_idle(self, seconds: float) -> None:
+        while True:
+            await anyio.sleep(min(1.0, seconds / 4))
+            since = self.idle_since
+            if since is not None and time.monotonic() - since >= seconds:
+                self.request_shutdown(f"no connection for {seconds:g} s (--idle-exit)")
+                return
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            lifecycle.sd_notify("WATCHDOG=1")
+            await anyio.sleep(interval)
+
+    def reload(self) -> None:
+        """SIGHUP: apply the reloadable settings, say what changed and what would need a
+        restart."""
+        if self.options.reload is None:
+            logger.info("SIGHUP: nothing to reload (no config source)")
+            return
+        try:
+            new = self.options.reload()
+        except ConfigError as exc:
+            logger.error("SIGHUP: config not reloaded: {}", exc)
+            return
+        old = self.config
+        changed = [k for k in RELOADABLE if getattr(new, k) != getattr(old, k)]
+        restart = [k for k in type(old).__struct_fields__
+                   if k not in RELOADABLE and getattr(new, k) != getattr(old, k)]
+        for key in changed:
+            object.__setattr__(old, key, getattr(new, key))
+        self.dispatcher.max_in_flight = old.max_in_flight
+        if {"log_level", "log_format"} & set(changed):
+            logs.configure(old.log_level, old.log_format)
+        logger.info("SIGHUP: reloaded {}; needs a restart to change: {}",
+                    ", ".join(changed) or "nothing", ", ".join(restart) or "nothing")
+
+    # ---- shutdown
+    async def shutdown(self) -> None:
+        """1. the listener is closed (main loop left), 2. close the store, 3. remove the
+        socket, 4. release and remove the lock."""
+        with anyio.CancelScope(shield=True):
+            store = self.app._store
+            if store is not None:
+                try:
+                    with anyio.move_on_after(self.config.admin_timeout_ms / 1000):
+                        await store.close()
+                except Exception:
+                    logger.opt(exception=True).error("error closing the store")
+        self.cleanup_paths()
+        logger.info("memoryd stopped")
+
+    def cleanup_paths(self) -> None:
+        if self.owns_path:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+            self.owns_path = False
+        if self.lock_fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.lock_path.unlink()
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+
+async def serve(config: Config, options: ServeOptions | None = None) -> int:
+    """Run one memoryd until it is asked to stop; returns the process exit status."""
+    server = Server(config, options)
+    try:
+        await server.startup()
+    except StartupError as exc:
+        logger.error("{}", exc.message)
+        if server.options.spawned:
+            lifecycle.announce_failed(exc)
+        if server.listener is not None:
+            await server.listener.aclose()
+        server.cleanup_paths()
+        return exc.exit_code
+    server.announce_ready()
+    try:
+        await server.main_loop()
+    finally:
+        await server.shutdown()
+    return 0
+
