@@ -1,0 +1,366 @@
+"""EdgeStore: the embedded engine (qdrant-edge), run in a worker process of its own.
+
+The engine holds the GIL for whole calls, so it cannot share memoryd's process; the worker
+(``sidecar.store.engine``) gets its own stdin/stdout pipes and inherits stderr. Calls are
+pipelined: each sends a frame with a fresh id and waits for the reply with that id. Whichever
+waiting call finds no one reading becomes the reader for everybody until its own reply
+arrives, so no background task is needed and a cancelled call never leaves half a frame.
+
+If the worker dies, the calls in flight fail with ``BackendUnavailable`` and the next call
+starts a new worker (the shard's WAL keeps every acknowledged write). A request that never
+reached a worker (its pipe was already broken) is sent once more to the new one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import msgspec
+from anyio.abc import Process
+
+import sidecar
+from sidecar import errors
+from sidecar.domain.filters import Filter
+from sidecar.store import wire
+from sidecar.store.base import (
+    OrderBy,
+    PayloadIndex,
+    Point,
+    Record,
+    ScoredRecord,
+    Store,
+    StoreInfo,
+)
+
+T = TypeVar("T")
+
+_READ_CHUNK = 1 << 20
+# The worker imports this package; it must find it from any working directory.
+_PACKAGE_ROOT = str(Path(sidecar.__file__).resolve().parent.parent)
+_PIPE_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+class _Slot:
+    """One request waiting for its reply."""
+
+    __slots__ = ("error", "reply", "wake")
+
+    def __init__(self) -> None:
+        self.reply: wire.RawReply | None = None
+        self.error: errors.MemorydError | None = None
+        self.wake = anyio.Event()
+
+    @property
+    def done(self) -> bool:
+        return self.reply is not None or self.error is not None
+
+
+class _Worker:
+    """One running engine process and the frames in flight to it."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self.pending: dict[int, _Slot] = {}
+        self.buffer = bytearray()
+        self.reading = False
+        self.dead: str | None = None
+        self.send_lock = anyio.Lock()
+        self.decoder = msgspec.msgpack.Decoder(wire.RawReply)
+
+    @property
+    def alive(self) -> bool:
+        return self.dead is None and self.process.returncode is None
+
+    async def send(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        async with self.send_lock:
+            await self.process.stdin.send(data)
+
+    async def wait(self, slot: _Slot) -> wire.RawReply:
+        while not slot.done:
+            if self.reading:
+                await slot.wake.wait()
+                slot.wake = anyio.Event()
+                continue
+            self.reading = True
+            try:
+                await self._read_until(slot)
+            finally:
+                self.reading = False
+                # Someone else may still be waiting: let one of them take over reading.
+                for other in self.pending.values():
+                    other.wake.set()
+        if slot.error is not None:
+            raise slot.error
+        assert slot.reply is not None
+        return slot.reply
+
+    async def _read_until(self, slot: _Slot) -> None:
+        assert self.process.stdout is not None
+        while not slot.done:
+            try:
+                chunk = await self.process.stdout.receive(_READ_CHUNK)
+            except (anyio.EndOfStream, *_PIPE_ERRORS):
+                self.die("the embedded engine stopped")
+                return
+            self.buffer.extend(chunk)
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        while len(self.buffer) >= wire.HEADER.size:
+            (size,) = wire.HEADER.unpack_from(self.buffer)
+            end = wire.HEADER.size + size
+            if size > wire.MAX_FRAME:
+                self.die("the embedded engine sent a malformed reply")
+                return
+            if len(self.buffer) < end:
+                return
+            reply = self.decoder.decode(bytes(self.buffer[wire.HEADER.size:end]))
+            del self.buffer[:end]
+            slot = self.pending.pop(reply.id, None)
+            if slot is not None:  # None: its caller was cancelled and left
+                slot.reply = reply
+                slot.wake.set()
+
+    def die(self, message: str) -> None:
+        if self.dead is None:
+            self.dead = message
+        for slot in self.pending.values():
+            slot.error = errors.BackendUnavailable(message)
+            slot.wake.set()
+        self.pending.clear()
+
+
+class EdgeStore(Store):
+    kind = "edge"
+
+    def __init__(self, path: str | Path, *, collection: str = "agent_memory",
+                 close_timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.collection = collection
+        self.close_timeout = close_timeout
+        self._dimension: int | None = None
+        self._worker: _Worker | None = None
+        self._start_lock = anyio.Lock()
+        self._ids = itertools.count(1)
+        self._opened = False
+        self._closed = False
+        self.restarts = 0  # workers started after the first: shown in info()
+
+    # ---- worker lifecycle
+    @property
+    def worker_pid(self) -> int | None:
+        return self._worker.process.pid if self._worker and self._worker.alive else None
+
+    async def _spawn(self) -> _Worker:
+        env = dict(os.environ)
+        root = _PACKAGE_ROOT
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        try:
+            process = await anyio.open_process(
+                [sys.executable, "-m", "sidecar.store.engine", str(self.path)],
+                stdin=-1, stdout=-1, stderr=None, env=env)
+        except OSError as exc:
+            raise errors.BackendUnavailable(
+                f"cannot start the embedded engine: {exc.strerror or type(exc).__name__}"
+            ) from None
+        worker = _Worker(process)
+        dimension = await self._roundtrip(worker, wire.Open(), int | None)
+        if self._dimension is not None and dimension != self._dimension:
+            raise errors.BackendUnavailable("the embedded collection changed under memoryd")
+        self._dimension = dimension
+        return worker
+
+    async def _live_worker(self) -> _Worker:
+        if self._closed:
+            raise errors.BackendUnavailable("the store is closed")
+        worker = self._worker
+        if worker is not None and worker.alive:
+            return worker
+        async with self._start_lock:
+            if self._worker is not None and self._worker.alive:
+                return self._worker
+            if self._worker is not None:
+                self.restarts += 1
+                await _reap(self._worker)
+            self._worker = None
+            self._worker = await self._spawn()
+            return self._worker
+
+    async def _roundtrip(self, worker: _Worker, op: wire.Op, result_type: type[T] | Any) -> T:
+        request_id = next(self._ids)
+        slot = _Slot()
+        worker.pending[request_id] = slot
+        try:
+            await worker.send(wire.frame(msgspec.msgpack.encode(wire.Request(request_id, op))))
+        except _PIPE_ERRORS:
+            worker.die("the embedded engine stopped")
+            raise _NotSent from None
+        try:
+            reply = await worker.wait(slot)
+        finally:
+            worker.pending.pop(request_id, None)
+        if reply.error is not None:
+            raise _error_of(reply.error)
+        return msgspec.msgpack.decode(reply.result, type=result_type)
+
+    async def _call(self, op: wire.Op, result_type: type[T] | Any) -> T:
+        worker = await self._live_worker()
+        try:
+            return await self._roundtrip(worker, op, result_type)
+        except _NotSent:
+            pass
+        # The old worker was gone before it could read the request: nothing ran, send again.
+        worker = await self._live_worker()
+        try:
+            return await self._roundtrip(worker, op, result_type)
+        except _NotSent:
+            raise errors.BackendUnavailable("the embedded engine stopped") from None
+
+    # ---- Store
+    async def open(self) -> None:
+        self._closed = False
+        await self._live_worker()
+        self._opened = True
+
+    @property
+    def dimension(self) -> int | None:
+        return self._dimension
+
+    async def ensure_collection(self, dimension: int, indexes: Sequence[PayloadIndex]) -> None:
+        if self._dimension is not None and self._dimension != dimension:
+            raise errors.DimensionMismatch(self._dimension, dimension)
+        await self._call(wire.Create(dimension, list(indexes)), type(None))
+        self._dimension = dimension
+
+    async def upsert(self, points: Sequence[Point]) -> None:
+        if not points:
+            return
+        _check_ids(p.id for p in points)
+        if self._dimension is None:
+            raise errors.InternalError("the collection does not exist yet")
+        for point in points:
+            if len(point.vector) != self._dimension:
+                raise errors.DimensionMismatch(self._dimension, len(point.vector))
+        await self._call(wire.Upsert(list(points)), type(None))
+
+    async def retrieve(self, ids: Sequence[str], *, with_vector: bool = False) -> list[Record]:
+        if not ids:
+            return []
+        _check_ids(ids)
+        return await self._call(wire.Retrieve(list(ids), with_vector), list[Record])
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        _check_ids(ids)
+        await self._call(wire.Delete(list(ids)), type(None))
+
+    async def search(
+        self,
+        vector: Sequence[float],
+        *,
+        filter: Filter | None,
+        limit: int,
+        score_threshold: float | None = None,
+        with_vector: bool = False,
+    ) -> list[ScoredRecord]:
+        if self._dimension is not None and len(vector) != self._dimension:
+            raise errors.DimensionMismatch(self._dimension, len(vector))
+        return await self._call(
+            wire.Search(list(vector), filter, limit, score_threshold, with_vector),
+            list[ScoredRecord])
+
+    async def scroll(
+        self,
+        *,
+        filter: Filter | None,
+        limit: int,
+        order_by: OrderBy | None = None,
+        with_payload: bool = True,
+        with_vector: bool = False,
+    ) -> list[Record]:
+        return await self._call(
+            wire.Scroll(filter, limit, order_by, with_payload, with_vector), list[Record])
+
+    async def count(self, filter: Filter | None) -> int:
+        return await self._call(wire.Count(filter), int)
+
+    async def facet(self, key: str, filter: Filter | None, limit: int) -> dict[str, int]:
+        return await self._call(wire.Facet(key, filter, limit), dict[str, int])
+
+    async def info(self) -> StoreInfo:
+        engine = await self._call(wire.Info(), wire.EngineInfo)
+        return StoreInfo(
+            kind=self.kind, collection=self.collection, exists=engine.exists,
+            dimension=engine.dimension, points=engine.points,
+            indexed=bool(engine.indexed_vectors),
+            detail={"segments": engine.segments, "indexedVectors": engine.indexed_vectors,
+                    "payloadIndexes": engine.payload_indexes, "workerPid": self.worker_pid,
+                    "workerRestarts": self.restarts})
+
+    async def optimize(self) -> bool:
+        """Build the HNSW index (and vacuum, merge) now. Every other call waits behind it:
+        seconds at 20k points, minutes at 100k. Returns whether anything changed."""
+        return await self._call(wire.Optimize(), bool)
+
+    async def flush(self) -> None:
+        await self._call(wire.Flush(), type(None))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        with anyio.move_on_after(self.close_timeout, shield=True):
+            if worker.alive:
+                try:
+                    await self._roundtrip(worker, wire.Shutdown(), type(None))
+                except (errors.MemorydError, _NotSent):
+                    pass  # already gone: its WAL holds every acknowledged write
+        await _reap(worker)
+
+
+class _NotSent(Exception):
+    """The request could not be written: the worker was already gone."""
+
+
+async def _reap(worker: _Worker) -> None:
+    """Close the pipes and make sure the process has exited (killed if it lingers)."""
+    process = worker.process
+    with anyio.CancelScope(shield=True):
+        if process.stdin is not None:
+            await process.stdin.aclose()  # EOF: an idle worker flushes and exits by itself
+        with anyio.move_on_after(10):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        if process.stdout is not None:
+            await process.stdout.aclose()
+
+
+def _check_ids(ids: Any) -> None:
+    for value in ids:
+        try:
+            uuid.UUID(value)
+        except (ValueError, TypeError, AttributeError):
+            raise errors.ValidationError(f"point id {value!r} is not a UUID") from None
+
+
+def _error_of(failure: wire.Failure) -> errors.MemorydError:
+    if failure.kind == "dimension" and failure.expected is not None:
+        return errors.DimensionMismatch(failure.expected, failure.actual or 0)
+    if failure.kind in ("filter", "absent"):
+        return errors.InternalError(failure.message)
+    return errors.BackendUnavailable(f"the embedded engine failed: {failure.message}")
+

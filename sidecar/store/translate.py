@@ -1,0 +1,33 @@
+"""Pieces shared by the engines' filter translators (``filters_edge``, ``filters_qdrant``).
+
+Both engines take ``MatchAny`` over a list of strings or a list of integers only, so a mixed
+list is split into one condition per value type, joined by ``should`` (any of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sidecar import errors
+from sidecar.domain.filters import Scalar
+
+
+class UntranslatableFilter(errors.InternalError):
+    """memoryd built a condition the engine cannot express; it is refused, never dropped."""
+
+
+def split_scalars(values: Iterable[Scalar]) -> tuple[list[str], list[int], list[bool]]:
+    strs: list[str] = []
+    ints: list[int] = []
+    bools: list[bool] = []
+    for value in values:
+        # bool first: it is a subclass of int, and an engine must not see True as 1.
+        if isinstance(value, bool):
+            bools.append(value)
+        elif isinstance(value, int):
+            ints.append(value)
+        elif isinstance(value, str):
+            strs.append(value)
+        else:
+            raise UntranslatableFilter(f"cannot match a value of type {type(value).__name__}")
+    return strs, ints, bools

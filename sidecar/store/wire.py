@@ -1,0 +1,133 @@
+"""Messages between EdgeStore (in memoryd) and its engine worker process.
+
+Frames are a 4-byte big-endian length followed by one msgpack-encoded message. The parent
+sends ``Request``s (each with an id, so several can be in flight); the worker answers each with
+a ``Reply`` in the order it received them. Results travel as ``msgspec.Raw`` so the parent
+decodes each one with the type its operation returns.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgspec
+
+from sidecar.domain.filters import Filter
+from sidecar.store.base import OrderBy, PayloadIndex, Point
+
+HEADER = struct.Struct(">I")
+# One frame's upper bound: a batch of big vectors with payloads stays far below it; anything
+# larger means the stream is out of step.
+MAX_FRAME = 1 << 30
+
+
+class Open(msgspec.Struct, tag="open"):
+    """Result: the collection's dimension, or None when no shard exists yet."""
+
+
+class Create(msgspec.Struct, tag="create"):
+    """Result: None. Creates the shard, or checks its dimension and adds missing indexes."""
+
+    dimension: int
+    indexes: list[PayloadIndex]
+
+
+class Upsert(msgspec.Struct, tag="upsert"):
+    points: list[Point]
+
+
+class Retrieve(msgspec.Struct, tag="retrieve"):
+    ids: list[str]
+    with_vector: bool = False
+
+
+class Delete(msgspec.Struct, tag="delete"):
+    ids: list[str]
+
+
+class Search(msgspec.Struct, tag="search"):
+    vector: list[float]
+    filter: Filter | None
+    limit: int
+    score_threshold: float | None = None
+    with_vector: bool = False
+
+
+class Scroll(msgspec.Struct, tag="scroll"):
+    filter: Filter | None
+    limit: int
+    order_by: OrderBy | None = None
+    with_payload: bool = True
+    with_vector: bool = False
+
+
+class Count(msgspec.Struct, tag="count"):
+    filter: Filter | None
+
+
+class Facet(msgspec.Struct, tag="facet"):
+    key: str
+    filter: Filter | None
+    limit: int
+
+
+class Info(msgspec.Struct, tag="info"):
+    """Result: ``EngineInfo``."""
+
+
+class Optimize(msgspec.Struct, tag="optimize"):
+    """Result: whether any segment changed (HNSW built, vacuum, merge)."""
+
+
+class Flush(msgspec.Struct, tag="flush"):
+    pass
+
+
+class Shutdown(msgspec.Struct, tag="shutdown"):
+    """Flush and close the shard; the worker exits after replying."""
+
+
+Op = (Open | Create | Upsert | Retrieve | Delete | Search | Scroll | Count | Facet | Info
+      | Optimize | Flush | Shutdown)
+
+
+class Request(msgspec.Struct, array_like=True):
+    id: int
+    op: Op
+
+
+class Failure(msgspec.Struct):
+    """Why an operation failed. ``kind``: dimension | filter | absent | engine."""
+
+    kind: str
+    message: str
+    expected: int | None = None
+    actual: int | None = None
+
+
+class Reply(msgspec.Struct, array_like=True):
+    id: int
+    result: Any = None
+    error: Failure | None = None
+
+
+class EngineInfo(msgspec.Struct):
+    exists: bool
+    dimension: int | None = None
+    points: int | None = None
+    segments: int | None = None
+    indexed_vectors: int | None = None
+    payload_indexes: dict[str, str] = {}
+
+
+def frame(body: bytes) -> bytes:
+    return HEADER.pack(len(body)) + body
+
+
+class RawReply(msgspec.Struct, array_like=True):
+    """The parent's view of a ``Reply``: the result stays undecoded until its type is known."""
+
+    id: int
+    result: msgspec.Raw = msgspec.Raw(b"\xc0")  # msgpack nil
+    error: Failure | None = None
