@@ -8,12 +8,14 @@ is not the expected one reads as ``None``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from msgspec import UNSET
 
 from sidecar.contract import ConversationState, MemoryEntry, MemoryInput
+
+E = TypeVar("E", bound=MemoryEntry)
 
 MEMORY, STATE, CONVERSATION, SESSION_CHAIN = "memory", "state", "conversation", "session_chain"
 
@@ -41,12 +43,12 @@ def memory_payload(memory: MemoryInput, now: int, default_namespace: str) -> dic
     return payload
 
 
-def memory_entry(id: str, payload: dict[str, Any], vector: list[float] | None = None
-                 ) -> MemoryEntry | None:
+def memory_entry(id: str, payload: dict[str, Any], vector: list[float] | None = None,
+                 entry_type: type[E] = MemoryEntry) -> E | None:  # type: ignore[assignment]
     """The MemoryEntry a memory record reads as (``embedding`` only when ``vector`` given)."""
     if payload.get("type") != MEMORY:
         return None
-    entry = MemoryEntry(
+    entry = entry_type(
         id=id,
         category=payload.get("category", ""),
         content=payload.get("content", ""),

@@ -1,0 +1,255 @@
+"""conversation.* methods: conversation continuity, with the session kept in the store.
+
+A conversation lives at the legacy id of ``"conversation-" + sessionId`` and its session chain
+at that of ``"session-chain-" + sessionId``. The legacy hash is 32 bits, so another session may
+already hold that id: memoryd then uses the next probe id (CONTRACT §5) and never returns nor
+overwrites a record whose stored ``sessionId`` differs.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from sidecar import errors
+from sidecar.app import App
+from sidecar.contract import (
+    AddObjectiveParams,
+    ConversationSaveParams,
+    ConversationStartParams,
+    ConversationState,
+    FindRecentParams,
+    FormatContextParams,
+    MemoryInput,
+    MemoryMetadata,
+    RemoveObjectiveParams,
+    SessionParams,
+    StoreFactsParams,
+    UpdatePlanParams,
+)
+from sidecar.contract import ConversationProcessParams as ProcessParams
+from sidecar.domain import continuity, payloads, queries
+from sidecar.domain.legacy_ids import CONVERSATION, SESSION_CHAIN, probe_id
+from sidecar.rpc import Context, rpc
+from sidecar.store.base import OrderBy, Point, Record, Store
+
+# Probe ids fetched per round trip, and how far memoryd looks before giving up. Reaching the
+# limit needs that many sessions sharing one 32-bit hash: something is wrong, say so.
+PROBE_WINDOW = 4
+MAX_PROBES = 32
+
+_KINDS = {CONVERSATION: payloads.CONVERSATION, SESSION_CHAIN: payloads.SESSION_CHAIN}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def with_queued(result: dict[str, Any], queued: bool) -> dict[str, Any]:
+    if queued:
+        result["queued"] = True
+    return result
+
+
+# -- locating a session's records ------------------------------------------------------------
+
+async def locate(store: Store, session_id: str, prefixes: Sequence[str]
+                 ) -> list[tuple[str, Record | None]]:
+    """For each prefix, the id of this session's record and the record, or (when it has none
+    yet) the first free probe id and None. Ids held by other sessions' records are skipped."""
+    found: list[tuple[str, Record | None] | None] = [None] * len(prefixes)
+    for start in range(1, MAX_PROBES + 1, PROBE_WINDOW):
+        pending = [i for i, hit in enumerate(found) if hit is None]
+        if not pending:
+            break
+        window = {i: [probe_id(prefixes[i], session_id, n)
+                      for n in range(start, start + PROBE_WINDOW)] for i in pending}
+        records = {r.id: r for r in await store.retrieve(
+            [pid for ids in window.values() for pid in ids])}
+        for i, ids in window.items():
+            for pid in ids:
+                record = records.get(pid)
+                if record is None or _belongs(record, prefixes[i], session_id):
+                    found[i] = (pid, record)
+                    break
+    if any(hit is None for hit in found):
+        raise errors.Conflict(
+            f"the first {MAX_PROBES} ids for session {session_id!r} all hold other records")
+    return found  # type: ignore[return-value]
+
+
+def _belongs(record: Record, prefix: str, session_id: str) -> bool:
+    return (record.payload.get("type") == _KINDS[prefix]
+            and payloads.record_session_id(record.payload) == session_id)
+
+
+async def load_conversation(store: Store, session_id: str) -> ConversationState | None:
+    [(_id, record)] = await locate(store, session_id, [CONVERSATION])
+    return None if record is None else payloads.conversation_state(record.payload)
+
+
+async def require_conversation(store: Store, session_id: str) -> ConversationState:
+    state = await load_conversation(store, session_id)
+    if state is None:
+        raise errors.NotFound(f"no conversation for session {session_id!r}: "
+                              "call conversation.start first")
+    return state
+
+
+async def find_recent(store: Store, persona: str | Any = UNSET) -> ConversationState | None:
+    """The most recently updated conversation (of ``persona`` when given)."""
+    records = await store.scroll(filter=queries.conversation_filter(persona), limit=1,
+                                 order_by=OrderBy("updatedAt", descending=True))
+    return payloads.conversation_state(records[0].payload) if records else None
+
+
+async def conversation_points(app: App, state: ConversationState, vector: list[float]
+                              ) -> list[Point]:
+    """The conversation record and its session chain (same vector), at this session's ids."""
+    (conv_id, _), (chain_id, _) = await locate(app.store, state.sessionId,
+                                               [CONVERSATION, SESSION_CHAIN])
+    return [Point(conv_id, vector, payloads.conversation_payload(state)),
+            Point(chain_id, vector, payloads.session_chain_payload(state))]
+
+
+async def save_conversation(app: App, state: ConversationState,
+                            supplied: list[float] | Any = UNSET) -> bool:
+    """Store ``state``; returns whether the write was only queued."""
+    [vector] = await app.vectors([continuity.conversation_embed_text(state)],
+                                 [None if supplied is UNSET else supplied])
+    return await app.write.upsert(await conversation_points(app, state, vector))
+
+
+def fact_inputs(facts: Sequence[str], session_id: str, persona: str, now: int
+                ) -> list[MemoryInput]:
+    """One ``fact`` memory per fact, in the persona's namespace (legacy ``storeKeyFacts``)."""
+    return [MemoryInput(
+        category="fact", content=fact,
+        metadata=MemoryMetadata(sessionId=session_id, agent=persona,
+                                extra={"extractedAt": now}),
+        namespace=f"personas:{persona}") for fact in facts]
+
+
+def fact_points(app: App, inputs: Sequence[MemoryInput], vectors: Sequence[list[float]],
+                now: int) -> list[Point]:
+    return [Point(str(uuid.uuid4()), vector,
+                  payloads.memory_payload(memory, now, app.config.default_namespace))
+            for memory, vector in zip(inputs, vectors, strict=True)]
+
+
+# -- methods -----------------------------------------------------------------------------------
+
+@rpc("conversation.save", "write")
+async def save(ctx: Context, params: ConversationSaveParams) -> dict[str, Any]:
+    return with_queued({}, await save_conversation(ctx.app, params.state, params.vector))
+
+
+@rpc("conversation.load", "read")
+async def load(ctx: Context, params: SessionParams) -> ConversationState | None:
+    return await load_conversation(ctx.app.store, params.sessionId)
+
+
+@rpc("conversation.findRecent", "read")
+async def find_recent_conversation(ctx: Context, params: FindRecentParams
+                                   ) -> ConversationState | None:
+    return await find_recent(ctx.app.store, params.persona)
+
+
+@rpc("conversation.start", "write")
+async def start(ctx: Context, params: ConversationStartParams) -> dict[str, Any]:
+    """A new session continuing the previous one (named, else the lead persona's latest)."""
+    store = ctx.app.store
+    if params.previousSessionId is not UNSET:
+        previous = await load_conversation(store, params.previousSessionId)
+    else:
+        previous = await find_recent(store, params.leadPersona)
+    state = continuity.continue_conversation(
+        params.sessionId, params.leadPersona, now_ms(), previous)
+    queued = await save_conversation(ctx.app, state, params.vector)
+    return with_queued(msgspec.to_builtins(state), queued)
+
+
+@rpc("conversation.process", "write")
+async def process(ctx: Context, params: ProcessParams) -> dict[str, Any]:
+    """Extract facts from ``messages``, update summary and key facts, save, and store each fact
+    not already among the key facts as a ``fact`` memory of the lead persona."""
+    app = ctx.app
+    state = await require_conversation(app.store, params.sessionId)
+    now = now_ms()
+    extracted = continuity.extract_from_messages(params.messages)
+    updated = continuity.update_conversation_state(
+        state, now, messages=params.messages, new_facts=extracted)
+    fresh = continuity.unseen_facts(state.keyFacts, extracted)
+    given = {} if params.factVectors is UNSET else params.factVectors
+    # one embedding round for the conversation and every fact, before anything is written
+    vectors = await app.vectors(
+        [continuity.conversation_embed_text(updated), *fresh],
+        [None if params.vector is UNSET else params.vector, *(given.get(f) for f in fresh)])
+    inputs = fact_inputs(fresh, updated.sessionId, updated.leadPersona, now)
+    points = [*await conversation_points(app, updated, vectors[0]),
+              *fact_points(app, inputs, vectors[1:], now)]
+    queued = await app.write.upsert(points)
+    return with_queued(msgspec.to_builtins(updated), queued)
+
+
+async def _save_changed(ctx: Context, state: ConversationState, vector: Any, **changes: Any
+                        ) -> dict[str, Any]:
+    updated = continuity.update_conversation_state(state, now_ms(), **changes)
+    return with_queued({}, await save_conversation(ctx.app, updated, vector))
+
+
+@rpc("conversation.updatePlan", "write")
+async def update_plan(ctx: Context, params: UpdatePlanParams) -> dict[str, Any]:
+    state = await require_conversation(ctx.app.store, params.sessionId)
+    return await _save_changed(ctx, state, params.vector, plan=params.plan)
+
+
+@rpc("conversation.addObjective", "write")
+async def add_objective(ctx: Context, params: AddObjectiveParams) -> dict[str, Any]:
+    state = await require_conversation(ctx.app.store, params.sessionId)
+    return await _save_changed(ctx, state, params.vector,
+                               objectives=[*state.objectives, params.objective])
+
+
+@rpc("conversation.removeObjective", "write")
+async def remove_objective(ctx: Context, params: RemoveObjectiveParams) -> dict[str, Any]:
+    """Out-of-range indexes change nothing (as legacy)."""
+    state = await require_conversation(ctx.app.store, params.sessionId)
+    if not 0 <= params.index < len(state.objectives):
+        return {}
+    objectives = [o for i, o in enumerate(state.objectives) if i != params.index]
+    return await _save_changed(ctx, state, params.vector, objectives=objectives)
+
+
+@rpc("conversation.end", "write")
+async def end(ctx: Context, params: SessionParams) -> dict[str, Any]:
+    """Every change was saved when it was made, so ending a session writes nothing; an
+    unknown session is fine (legacy ``endSession`` without a session did nothing)."""
+    return {}
+
+
+@rpc("conversation.formatContext", "read")
+async def format_context(ctx: Context, params: FormatContextParams) -> str:
+    """The prompt block for the stored session, or for a state given inline; "" when the
+    session does not exist (legacy: no current conversation)."""
+    if params.state is not UNSET:
+        state: ConversationState | None = params.state
+    else:
+        state = await load_conversation(ctx.app.store, params.sessionId)  # type: ignore[arg-type]
+    return "" if state is None else continuity.format_context_for_prompt(state)
+
+
+@rpc("conversation.storeFacts", "write")
+async def store_facts(ctx: Context, params: StoreFactsParams) -> dict[str, Any]:
+    """One ``fact`` memory per fact (all of them, as legacy ``storeKeyFacts``)."""
+    app = ctx.app
+    now = now_ms()
+    supplied = [None] * len(params.facts) if params.vectors is UNSET else params.vectors
+    vectors = await app.vectors(params.facts, supplied)
+    inputs = fact_inputs(params.facts, params.sessionId, params.persona, now)
+    return with_queued({}, await app.write.upsert(fact_points(app, inputs, vectors, now)))
