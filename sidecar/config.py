@@ -28,7 +28,7 @@ class ConfigError(Exception):
     """Invalid configuration; the message names the key. memoryd exits with status 2."""
 
 
-class EmbeddingConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class EmbeddingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # None = the local model when installed, else none (callers must send vectors).
     provider: (
         Literal["openai", "google", "voyage", "vllm", "local", "legacy-mock", "none"] | None
@@ -41,7 +41,7 @@ class EmbeddingConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     allow_model_change: bool = False
 
 
-class RerankerConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class RerankerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     enabled: bool = False
     provider: Literal["voyage", "vllm"] = "voyage"
     model: str | None = None

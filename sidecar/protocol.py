@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import msgspec
 from jsonrpcserver import Error, Success
-from jsonrpcserver.async_dispatcher import dispatch_to_response
+from jsonrpcserver.async_main import dispatch_to_response
 from jsonrpcserver.response import ErrorResponse, SuccessResponse
 from loguru import logger
 from oslash.either import Left, Right  # jsonrpcserver's result type

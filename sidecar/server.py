@@ -165,8 +165,9 @@ class Server:
         from sidecar.store import open_store
 
         try:
+            store = open_store(self.config)
             with anyio.fail_after(self.config.admin_timeout_ms / 1000):
-                store = await open_store(self.config)
+                await store.open()
         except (errors.MemorydError, OSError, TimeoutError) as exc:
             message = exc.message if isinstance(exc, errors.MemorydError) else str(exc)
             self.app.store_error = message
@@ -267,21 +268,29 @@ class Server:
         async with anyio.create_task_group() as tg:
             while True:
                 limit = self.config.max_line_bytes
+                last = False
                 try:
-                    line = await reader.receive_until(b"\n", limit)
+                    # receive_until checks the cap only while the newline is missing; a
+                    # long line that arrives whole is caught by the length check below.
+                    line: bytes | None = await reader.receive_until(b"\n", limit + 1)
                 except anyio.DelimiterNotFound:
+                    line = None
+                except anyio.IncompleteRead:
+                    line = bytes(reader.buffer)  # a last line without its newline
+                    last = True
+                    if not line.strip():
+                        break
+                except (anyio.EndOfStream, anyio.BrokenResourceError,
+                        anyio.ClosedResourceError, ConnectionError):
+                    break
+                if line is None or len(line) > limit:
                     logger.warning("line over {} bytes: closing the connection", limit)
                     await send(error_line(errors.InvalidRequest(
                         f"request line exceeds the maximum of {limit} bytes")))
                     break
-                except anyio.IncompleteRead:
-                    if reader.buffer.strip():  # a last line without its newline
-                        tg.start_soon(answer, bytes(reader.buffer))
-                    break
-                except (anyio.EndOfStream, anyio.BrokenResourceError,
-                        anyio.ClosedResourceError, ConnectionError):
-                    break
                 tg.start_soon(answer, line)
+                if last:
+                    break
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
@@ -332,7 +341,7 @@ class Server:
         restart = [k for k in type(old).__struct_fields__
                    if k not in RELOADABLE and getattr(new, k) != getattr(old, k)]
         for key in changed:
-            object.__setattr__(old, key, getattr(new, key))
+            setattr(old, key, getattr(new, key))
         self.dispatcher.max_in_flight = old.max_in_flight
         if {"log_level", "log_format"} & set(changed):
             logs.configure(old.log_level, old.log_format)

@@ -1,0 +1,45 @@
+"""Shared fixtures: real memoryd processes on temporary sockets."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import Memoryd
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short temporary directory (pytest's tmp_path can exceed the 107-byte socket limit)."""
+    path = Path(tempfile.mkdtemp(prefix="md-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def memoryd_factory(short_tmp: Path) -> Iterator[Any]:
+    started: list[Memoryd] = []
+
+    def start(*args: str, root: Path | None = None, **kwargs: Any) -> Memoryd:
+        server = Memoryd(root or short_tmp, *args, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def memoryd(memoryd_factory: Any) -> Memoryd:
+    return memoryd_factory()

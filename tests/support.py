@@ -1,0 +1,140 @@
+"""Helpers for tests: real memoryd processes on temporary sockets, raw socket clients."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+READY_TIMEOUT = 60.0
+
+
+class Memoryd:
+    """A memoryd child process started in spawned mode."""
+
+    def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None,
+                 check_ready: bool = True, **popen: Any) -> None:
+        self.root = root
+        self.socket = root / "run" / "memoryd.sock"
+        self.data_dir = root / "data"
+        self.args = ["serve", "--spawned", "--socket", str(self.socket),
+                     "--data-dir", str(self.data_dir), *args]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYD_")}
+        full_env["XDG_CONFIG_HOME"] = str(root / "config")  # no user config file leaks in
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, **popen)
+        self.first_line: dict[str, Any] | None = None
+        if check_ready:
+            self.wait_ready()
+
+    def wait_ready(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = _readline_with_timeout(self.proc, READY_TIMEOUT)
+        assert line, f"memoryd wrote no ready line; stderr:\n{self.stderr_tail()}"
+        self.first_line = msgspec.json.decode(line)
+        assert self.first_line["method"] == "system.ready", self.first_line
+        return self.first_line
+
+    def stderr_tail(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read().decode(errors="replace")[-4000:]
+
+    def connect(self) -> RawClient:
+        return RawClient(self.socket)
+
+    def call(self, method: str, params: Any = None) -> dict[str, Any]:
+        with self.connect() as client:
+            return client.request(method, params)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def _readline_with_timeout(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    import selectors
+
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    if not sel.select(timeout):
+        proc.kill()
+        raise AssertionError("timed out waiting for memoryd's first stdout line")
+    return proc.stdout.readline()
+
+
+class RawClient:
+    """Newline-delimited JSON over a Unix socket, with no cleverness."""
+
+    def __init__(self, path: Path, timeout: float = 60) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+        self.buffer = bytearray()
+        self.next_id = 0
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, obj: Any) -> None:
+        self.sock.sendall(msgspec.json.encode(obj) + b"\n")
+
+    def request_obj(self, method: str, params: Any = None, id: Any = None) -> dict[str, Any]:
+        if id is None:
+            self.next_id += 1
+            id = self.next_id
+        req: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
+        if params is not None:
+            req["params"] = params
+        return req
+
+    def request(self, method: str, params: Any = None) -> dict[str, Any]:
+        self.send(self.request_obj(method, params))
+        return self.read()
+
+    def result(self, method: str, params: Any = None) -> Any:
+        reply = self.request(method, params)
+        assert "error" not in reply, reply
+        return reply["result"]
+
+    def read_line(self) -> bytes | None:
+        """One whole line, or None at end of stream."""
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return None
+            self.buffer.extend(chunk)
+        line, _, rest = bytes(self.buffer).partition(b"\n")
+        self.buffer = bytearray(rest)
+        return line
+
+    def read(self) -> Any:
+        line = self.read_line()
+        assert line is not None, "connection closed before a reply"
+        return msgspec.json.decode(line)
