@@ -159,6 +159,11 @@ export class SidecarMemory {
       this.supervisor.on("ready", (info: ReadyInfo) => {
         this.client.socketPath = info.socket;
         this.client.reconnectNow();
+        // memoryd is back (e.g. restart() after the crash-loop cap): lift a failed init.
+        if (this.initFailed && !this.initPromise) {
+          this.resetInit();
+          void this.init();
+        }
       });
     }
   }

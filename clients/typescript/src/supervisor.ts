@@ -47,6 +47,17 @@ export type SupervisorState = "idle" | "starting" | "running" | "restarting" | "
 
 export class StartupFailure extends ConnectionError {}
 
+/**
+ * The spawned memoryd's environment: the host's, minus inherited MEMORYD_* variables (memoryd
+ * reads every one of them as a setting and refuses unknown ones, so a stray MEMORYD_BIN would
+ * stop it), plus the settings the client passes explicitly.
+ */
+export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("MEMORYD_")) env[k] = v;
+  return { ...env, ...extra };
+}
+
 const EXIT_HOOKS = new Set<Supervisor>();
 let exitHookInstalled = false;
 
@@ -110,7 +121,7 @@ export class Supervisor extends EventEmitter {
       try {
         child = spawn(o.command, args, {
           stdio: ["ignore", "pipe", "pipe"],
-          env: { ...process.env, ...o.env },
+          env: childEnv(o.env),
         });
       } catch (err) {
         reject(new StartupFailure(`cannot spawn ${o.command}: ${String(err)}`));
@@ -124,6 +135,8 @@ export class Supervisor extends EventEmitter {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        // A failed first start leaves nothing to supervise; a failed restart ends in onExit.
+        if (err && this.state === "starting") this.state = "idle";
         if (err) reject(err);
         else resolve(info!);
       };
@@ -192,9 +205,9 @@ export class Supervisor extends EventEmitter {
         gone = true;
         EXIT_HOOKS.delete(this);
         if (this.child === child) this.child = undefined;
-        const becameReady = settled && this.ready !== undefined && this.state !== "starting";
+        const firstStart = this.state === "starting" || (this.state === "idle" && !this.stopping);
         settle(new StartupFailure(`memoryd exited before it was ready (code ${code}, signal ${signal})`));
-        if (!becameReady && this.state === "starting") {
+        if (firstStart) {
           // The first start failed: init() reports it; restarting a bad config only loops.
           this.state = "idle";
           this.emit("exit", code, signal);
