@@ -13,10 +13,11 @@ reached a worker (its pipe was already broken) is sent once more to the new one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import select
 import sys
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from sidecar.store.base import (
     Store,
     StoreInfo,
 )
+from sidecar.store.shared import check_ids
 
 T = TypeVar("T")
 
@@ -67,6 +69,12 @@ class _Worker:
 
     def __init__(self, process: Process) -> None:
         self.process = process
+        self.pidfd: int | None = None  # readable once the process exits (Linux)
+        self.exit_poll: select.poll | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self.pidfd = os.pidfd_open(process.pid)
+            self.exit_poll = select.poll()
+            self.exit_poll.register(self.pidfd, select.POLLIN)
         self.pending: dict[int, _Slot] = {}
         self.buffer = bytearray()
         self.reading = False
@@ -76,7 +84,15 @@ class _Worker:
 
     @property
     def alive(self) -> bool:
-        return self.dead is None and self.process.returncode is None
+        if self.dead is not None or self.process.returncode is not None:
+            return False
+        # The event loop learns of the exit late; the kernel knows at once (Linux pidfd).
+        return self.exit_poll is None or not self.exit_poll.poll(0)
+
+    def release(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = self.exit_poll = None
 
     async def send(self, data: bytes) -> None:
         assert self.process.stdin is not None
@@ -243,7 +259,7 @@ class EdgeStore(Store):
     async def upsert(self, points: Sequence[Point]) -> None:
         if not points:
             return
-        _check_ids(p.id for p in points)
+        check_ids(p.id for p in points)
         if self._dimension is None:
             raise errors.InternalError("the collection does not exist yet")
         for point in points:
@@ -254,13 +270,13 @@ class EdgeStore(Store):
     async def retrieve(self, ids: Sequence[str], *, with_vector: bool = False) -> list[Record]:
         if not ids:
             return []
-        _check_ids(ids)
+        check_ids(ids)
         return await self._call(wire.Retrieve(list(ids), with_vector), list[Record])
 
     async def delete(self, ids: Sequence[str]) -> None:
         if not ids:
             return
-        _check_ids(ids)
+        check_ids(ids)
         await self._call(wire.Delete(list(ids)), type(None))
 
     async def search(
@@ -347,14 +363,7 @@ async def _reap(worker: _Worker) -> None:
             await process.wait()
         if process.stdout is not None:
             await process.stdout.aclose()
-
-
-def _check_ids(ids: Any) -> None:
-    for value in ids:
-        try:
-            uuid.UUID(value)
-        except (ValueError, TypeError, AttributeError):
-            raise errors.ValidationError(f"point id {value!r} is not a UUID") from None
+    worker.release()
 
 
 def _error_of(failure: wire.Failure) -> errors.MemorydError:

@@ -27,7 +27,7 @@ import qdrant_edge as qe
 from sidecar.store import wire
 from sidecar.store.base import PayloadIndex, Record, ScoredRecord
 from sidecar.store.filters_edge import to_edge
-from sidecar.store.translate import UntranslatableFilter
+from sidecar.store.shared import UntranslatableFilter
 
 CONFIG_FILE = "edge_config.json"  # written by qdrant-edge itself; holds the vector size
 _DIM_ERROR = re.compile(r"expected dim: (\d+), got (\d+)")

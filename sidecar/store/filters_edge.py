@@ -9,7 +9,7 @@ from __future__ import annotations
 import qdrant_edge as qe
 
 from sidecar.domain.filters import Condition, Filter, IsEmpty, Match, MatchAny, Range
-from sidecar.store.translate import UntranslatableFilter, split_scalars
+from sidecar.store.shared import UntranslatableFilter, split_scalars
 
 
 def to_edge(filter: Filter | None) -> qe.Filter | None:

@@ -1,4 +1,4 @@
-"""Pieces shared by the engines' filter translators (``filters_edge``, ``filters_qdrant``).
+"""Pieces both stores share: point id checks and filter translation helpers.
 
 Both engines take ``MatchAny`` over a list of strings or a list of integers only, so a mixed
 list is split into one condition per value type, joined by ``should`` (any of them).
@@ -6,6 +6,7 @@ list is split into one condition per value type, joined by ``should`` (any of th
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
 from sidecar import errors
@@ -31,3 +32,12 @@ def split_scalars(values: Iterable[Scalar]) -> tuple[list[str], list[int], list[
         else:
             raise UntranslatableFilter(f"cannot match a value of type {type(value).__name__}")
     return strs, ints, bools
+
+
+def check_ids(ids: Iterable[str]) -> None:
+    """Point ids are UUID strings; anything else is the caller's mistake, not the engine's."""
+    for value in ids:
+        try:
+            uuid.UUID(value)
+        except (ValueError, TypeError, AttributeError):
+            raise errors.ValidationError(f"point id {value!r} is not a UUID") from None

@@ -1,0 +1,217 @@
+"""EdgeStore only: the worker process (crash and restart, responsiveness, clean stdout/exit)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import psutil
+import pytest
+
+from sidecar import errors
+from sidecar.domain.filters import Filter, Match, MatchAny
+from sidecar.store.base import PayloadIndex, Point
+from sidecar.store.edge import EdgeStore
+
+pytestmark = pytest.mark.anyio
+
+INDEXES = (PayloadIndex("k", "keyword"), PayloadIndex("createdAt", "integer"))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def pid(n: int) -> str:
+    return str(uuid.UUID(int=n))
+
+
+@pytest.fixture
+async def edge(tmp_path: Path) -> AsyncIterator[EdgeStore]:
+    store = EdgeStore(tmp_path / "edge" / "agent_memory")
+    await store.open()
+    await store.ensure_collection(4, INDEXES)
+    yield store
+    await store.close()
+
+
+async def test_sigkill_fails_in_flight_call_then_next_call_restarts(edge: EdgeStore) -> None:
+    points = [Point(pid(i), [1.0, float(i), 0, 0], {"k": "a", "createdAt": i}) for i in range(50)]
+    await edge.upsert(points)  # acknowledged, not flushed: the WAL must keep it
+    old = edge.worker_pid
+    assert old is not None
+
+    # Freeze the worker so the next call is surely in flight, then kill it.
+    os.kill(old, signal.SIGSTOP)
+    outcome: list[BaseException | int] = []
+
+    async def in_flight() -> None:
+        try:
+            outcome.append(await edge.count(None))
+        except errors.MemorydError as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(in_flight)
+        await anyio.wait_all_tasks_blocked()
+        os.kill(old, signal.SIGKILL)
+    [failure] = outcome
+    assert isinstance(failure, errors.BackendUnavailable)
+    assert failure.retryable
+
+    assert await edge.count(None) == 50
+    assert edge.worker_pid not in (None, old)
+    [record] = await edge.retrieve([pid(7)])
+    assert record.payload == {"k": "a", "createdAt": 7}
+    assert edge.dimension == 4
+    info = await edge.info()
+    assert info.detail["workerRestarts"] == 1
+
+
+async def test_worker_gone_while_idle_is_replaced_on_next_call(edge: EdgeStore) -> None:
+    await edge.upsert([Point(pid(1), [1.0, 0, 0, 0], {"k": "a"})])
+    old = edge.worker_pid
+    assert old is not None
+    exited = os.pidfd_open(old)  # readable once the whole process is gone
+    try:
+        os.kill(old, signal.SIGKILL)
+        with anyio.fail_after(30):
+            await anyio.wait_readable(exited)
+    finally:
+        os.close(exited)
+    assert await edge.count(None) == 1
+    assert edge.worker_pid != old
+
+
+async def test_cancelled_call_leaves_the_stream_in_step(edge: EdgeStore) -> None:
+    await edge.upsert([Point(pid(i), [1.0, float(i), 0, 0], {"k": "ab"[i % 2]}) for i in range(6)])
+    worker = edge.worker_pid
+    assert worker is not None
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(edge.count, Filter(must=(Match("k", "a"),)))
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    # The reply to the abandoned call arrives first and must go nowhere.
+    assert await edge.count(Filter(must=(Match("k", "b"),))) == 3
+    assert await edge.facet("k", None, 10) == {"a": 3, "b": 3}
+    assert edge.worker_pid == worker
+
+
+async def test_event_loop_stays_responsive_during_optimize(tmp_path: Path) -> None:
+    # Above qdrant-edge's default indexing threshold (10 MB of vectors), so optimize() really
+    # builds HNSW, which holds the GIL for its whole duration -- in the worker, not here.
+    dim, n = 384, 7000
+    store = EdgeStore(tmp_path / "edge" / "big")
+    await store.open()
+    try:
+        await store.ensure_collection(dim, INDEXES)
+        rng = random.Random(7)
+        for start in range(0, n, 1000):
+            await store.upsert([
+                Point(pid(i), [rng.random() for _ in range(dim)], {"k": "x", "createdAt": i})
+                for i in range(start, start + 1000)])
+        assert (await store.info()).indexed is False
+
+        ticks = 0
+        done = anyio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            changed = await store.optimize()
+            ticks_during = ticks
+            done.set()
+        assert changed is True
+        # About one per millisecond of the build; an engine in this process would allow ~0.
+        assert ticks_during > 100
+        info = await store.info()
+        assert info.indexed is True
+        assert info.detail["indexedVectors"] == n
+        hits = await store.search([0.5] * dim, filter=Filter(must=(MatchAny("k", ("x",)),)),
+                                  limit=3)
+        assert len(hits) == 3
+        assert await store.optimize() is False  # nothing left to do
+    finally:
+        await store.close()
+
+
+async def test_close_flushes_and_stops_the_worker(tmp_path: Path) -> None:
+    path = tmp_path / "edge" / "agent_memory"
+    store = EdgeStore(path)
+    await store.open()
+    await store.ensure_collection(4, INDEXES)
+    await store.upsert([Point(pid(3), [0, 1.0, 0, 0], {"k": "z"})])
+    worker = store.worker_pid
+    assert worker is not None
+    await store.close()
+    assert not psutil.pid_exists(worker)
+    with pytest.raises(errors.BackendUnavailable):
+        await store.count(None)
+
+    again = EdgeStore(path)
+    await again.open()
+    try:
+        assert (await again.retrieve([pid(3)]))[0].payload == {"k": "z"}
+    finally:
+        await again.close()
+
+
+async def test_boolean_match_is_refused_not_misread(edge: EdgeStore) -> None:
+    # qdrant-edge 0.9.0 reads True as the integer 1; refusing beats a wrong answer.
+    await edge.upsert([Point(pid(1), [1.0, 0, 0, 0], {"b": 1})])
+    with pytest.raises(errors.InternalError, match="boolean"):
+        await edge.count(Filter(must=(Match("b", True),)))
+    with pytest.raises(errors.InternalError, match="boolean"):
+        await edge.count(Filter(must=(MatchAny("b", (True,)),)))
+    assert await edge.count(Filter(must=(Match("b", 1),))) == 1
+
+
+async def test_engine_errors_become_backend_unavailable_without_paths(edge: EdgeStore) -> None:
+    await edge.upsert([Point(pid(1), [1.0, 0, 0, 0], {"k": "a", "n": 3})])
+    with pytest.raises(errors.BackendUnavailable) as caught:
+        await edge.facet("n", None, 10)  # no keyword index on `n`
+    assert "/" not in caught.value.message
+    assert await edge.count(None) == 1  # the worker survived the error
+
+
+def test_worker_writes_nothing_to_memoryd_stdout(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import anyio
+        from sidecar.store.edge import EdgeStore
+        from sidecar.store.base import Point, PayloadIndex
+
+        async def main():
+            store = EdgeStore({str(tmp_path / "shard")!r})
+            await store.open()
+            await store.ensure_collection(2, [PayloadIndex("k", "keyword")])
+            await store.upsert([Point("00000000-0000-4000-8000-000000000001", [1.0, 0.0],
+                                      {{"k": "v"}})])
+            assert await store.count(None) == 1
+            await store.close()
+
+        anyio.run(main)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert result.stdout == b""
