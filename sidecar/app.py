@@ -36,6 +36,8 @@ class App:
         self.writer: Writer | None = Writer(store) if store else None
         self.embedder: Any = None  # set when an embedding provider is configured
         self.reranker: Any = None  # set when reranking is enabled
+        self.guard: Any = None  # ModelGuard: which model embeds this collection
+        self._guard_checked = False
         self.stats = Stats()
         self.started_at = time.time()
         self.pid = os.getpid()
@@ -82,6 +84,7 @@ class App:
                 raise errors.EmbeddingUnavailable(
                     "no embedding provider is configured: send `vector` with the request "
                     "or configure [embedding] provider")
+            await self._check_model()
             embedded = await self.embedder.embed([texts[i] for i in missing])
             for i, vec in zip(missing, embedded, strict=True):
                 out[i] = list(vec)
@@ -96,6 +99,18 @@ class App:
             for dim in dims:
                 await self.ensure_dimension(dim)
         return vectors
+
+    async def _check_model(self) -> None:
+        """Refuse to embed into a collection that another model embedded (once per process:
+        the identity cannot change while memoryd runs)."""
+        if self._guard_checked or self.guard is None:
+            return
+        embedder = self.embedder
+        if embedder.dimension is None:  # not loaded yet: the record waits for the model
+            return
+        await self.guard.ensure(self.config.collection, embedder.provider, embedder.model,
+                                embedder.dimension)
+        self._guard_checked = True
 
     # -- observability ---------------------------------------------------------------
     async def health(self) -> dict[str, Any]:

@@ -102,7 +102,8 @@ class Dispatcher:
             raise errors.ValidationError.at("$", "params must be an object (by-name), not an array")
         params = convert_params(kwargs, method.params)
         stats = self.app.stats
-        if stats.in_flight >= self.max_in_flight:
+        # health stays answerable under load: supervisors must tell busy from dead
+        if stats.in_flight >= self.max_in_flight and method.name != "system.health":
             raise errors.Overloaded(f"more than {self.max_in_flight} requests in flight; back off")
         stats.in_flight += 1
         try:

@@ -159,7 +159,28 @@ class Server:
             self.socket_path = Path(name if isinstance(name, str) else self.socket_path)
         self.listener = await anyio.abc.SocketListener.from_socket(sock)
         logger.info("listening on {}", self.socket_path)
+        self.build_models()
         await self.open_store()
+        self.attach_guard()
+
+    def build_models(self) -> None:
+        """Embedder and reranker objects (cheap: no model is loaded here)."""
+        from sidecar.embedding import build_embedder
+        from sidecar.rerank import build_reranker
+
+        try:
+            self.app.embedder = build_embedder(self.config.embedding)
+            self.app.reranker = build_reranker(self.config.reranker)
+        except ConfigError as exc:
+            raise StartupError("config", str(exc), 2) from None
+
+    def attach_guard(self) -> None:
+        from sidecar.embedding import ManifestGuard, QdrantGuard
+
+        allow = self.config.embedding.allow_model_change
+        client = getattr(self.app.store, "client", None)
+        self.app.guard = (QdrantGuard(client, allow) if self.config.qdrant_url and client
+                          else ManifestGuard(self.config.data_path(), allow))
 
     async def open_store(self) -> None:
         from sidecar.store import open_store
@@ -186,6 +207,9 @@ class Server:
         assert self.listener is not None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._accept_loop, tg)
+            if self.app.embedder is not None:
+                # the local model loads here, after ready, never on the start-up path
+                tg.start_soon(self.app.embedder.start)
             tg.start_soon(self._signals)
             if self.parent is not None:
                 tg.start_soon(self._watch_parent)
@@ -353,6 +377,10 @@ class Server:
         """1. the listener is closed (main loop left), 2. close the store, 3. remove the
         socket, 4. release and remove the lock."""
         with anyio.CancelScope(shield=True):
+            for model in (self.app.embedder, self.app.reranker):
+                if model is not None:
+                    with contextlib.suppress(Exception):
+                        await model.aclose()
             store = self.app._store
             if store is not None:
                 try:
