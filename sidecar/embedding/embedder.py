@@ -57,6 +57,10 @@ def estimated_tokens(chars: int) -> int:
 
 
 class Embedder:
+    # No configured provider embeds images or video yet: callers embed the text parts of
+    # multimodal content joined by a space (CONTRACT §8).
+    supports_multimodal = False
+
     def __init__(
         self, backend: Provider, cache_size: int = 1000, default_timeout: float = DEFAULT_TIMEOUT
     ) -> None:
