@@ -100,19 +100,25 @@ class _Worker:
             await self.process.stdin.send(data)
 
     async def wait(self, slot: _Slot) -> wire.RawReply:
-        while not slot.done:
-            if self.reading:
-                await slot.wake.wait()
-                slot.wake = anyio.Event()
-                continue
-            self.reading = True
-            try:
-                await self._read_until(slot)
-            finally:
-                self.reading = False
-                # Someone else may still be waiting: let one of them take over reading.
+        try:
+            while not slot.done:
+                if self.reading:
+                    await slot.wake.wait()
+                    slot.wake = anyio.Event()
+                    continue
+                self.reading = True
+                try:
+                    await self._read_until(slot)
+                finally:
+                    self.reading = False
+        finally:
+            # Leaving (answered or cancelled): if no one reads now, hand reading to one of
+            # the calls still waiting.
+            if not self.reading:
                 for other in self.pending.values():
-                    other.wake.set()
+                    if other is not slot:
+                        other.wake.set()
+                        break
         if slot.error is not None:
             raise slot.error
         assert slot.reply is not None
@@ -166,7 +172,6 @@ class EdgeStore(Store):
         self._worker: _Worker | None = None
         self._start_lock = anyio.Lock()
         self._ids = itertools.count(1)
-        self._opened = False
         self._closed = False
         self.restarts = 0  # workers started after the first: shown in info()
 
@@ -188,8 +193,16 @@ class EdgeStore(Store):
                 f"cannot start the embedded engine: {exc.strerror or type(exc).__name__}"
             ) from None
         worker = _Worker(process)
-        dimension = await self._roundtrip(worker, wire.Open(), int | None)
+        try:
+            dimension = await self._roundtrip(worker, wire.Open(), int | None)
+        except BaseException as exc:
+            await _reap(worker, kill=True)  # not started, or our caller gave up waiting
+            if isinstance(exc, (errors.MemorydError, _NotSent)):
+                # e.g. the shard failed to load; the worker said why on stderr.
+                raise errors.BackendUnavailable("the embedded engine did not start") from None
+            raise
         if self._dimension is not None and dimension != self._dimension:
+            await _reap(worker, kill=True)
             raise errors.BackendUnavailable("the embedded collection changed under memoryd")
         self._dimension = dimension
         return worker
@@ -244,7 +257,6 @@ class EdgeStore(Store):
     async def open(self) -> None:
         self._closed = False
         await self._live_worker()
-        self._opened = True
 
     @property
     def dimension(self) -> int | None:
@@ -350,19 +362,23 @@ class _NotSent(Exception):
     """The request could not be written: the worker was already gone."""
 
 
-async def _reap(worker: _Worker) -> None:
+async def _reap(worker: _Worker, *, kill: bool = False) -> None:
     """Close the pipes and make sure the process has exited (killed if it lingers)."""
     process = worker.process
     with anyio.CancelScope(shield=True):
         if process.stdin is not None:
-            await process.stdin.aclose()  # EOF: an idle worker flushes and exits by itself
-        with anyio.move_on_after(10):
-            await process.wait()
+            with contextlib.suppress(*_PIPE_ERRORS):
+                await process.stdin.aclose()  # EOF: an idle worker flushes and exits by itself
+        if not kill:
+            with anyio.move_on_after(10):
+                await process.wait()
         if process.returncode is None:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
             await process.wait()
         if process.stdout is not None:
-            await process.stdout.aclose()
+            with contextlib.suppress(*_PIPE_ERRORS):
+                await process.stdout.aclose()
     worker.release()
 
 

@@ -215,3 +215,18 @@ def test_worker_writes_nothing_to_memoryd_stdout(tmp_path: Path) -> None:
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     assert result.stdout == b""
+
+
+async def test_unloadable_shard_fails_open_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "edge" / "broken"
+    path.mkdir(parents=True)
+    (path / "edge_config.json").write_text("{not json", encoding="utf-8")
+    store = EdgeStore(path)
+    with pytest.raises(errors.BackendUnavailable) as caught:
+        await store.open()
+    assert str(tmp_path) not in caught.value.message
+    assert store.worker_pid is None
+    # Still broken on the next try, and still an error a client can act on.
+    with pytest.raises(errors.BackendUnavailable):
+        await store.count(None)
+    await store.close()
