@@ -174,6 +174,8 @@ class EdgeStore(Store):
         self._ids = itertools.count(1)
         self._closed = False
         self.restarts = 0  # workers started after the first: shown in info()
+        self._optimizing = False
+        self._last_info: wire.EngineInfo | None = None
 
     # ---- worker lifecycle
     @property
@@ -241,6 +243,10 @@ class EdgeStore(Store):
         return msgspec.msgpack.decode(reply.result, type=result_type)
 
     async def _call(self, op: wire.Op, result_type: type[T] | Any) -> T:
+        if self._optimizing:
+            # Would wait behind the index build (minutes at 100k points): say so at once.
+            raise errors.BackendUnavailable(
+                "the embedded engine is building its vector index; retry shortly")
         worker = await self._live_worker()
         try:
             return await self._roundtrip(worker, op, result_type)
@@ -325,19 +331,34 @@ class EdgeStore(Store):
         return await self._call(wire.Facet(key, filter, limit), dict[str, int])
 
     async def info(self) -> StoreInfo:
-        engine = await self._call(wire.Info(), wire.EngineInfo)
+        if self._optimizing:  # the worker is busy: answer from what it said last
+            engine = self._last_info or wire.EngineInfo(exists=True, dimension=self._dimension)
+        else:
+            engine = await self._call(wire.Info(), wire.EngineInfo)
+            self._last_info = engine
         return StoreInfo(
             kind=self.kind, collection=self.collection, exists=engine.exists,
             dimension=engine.dimension, points=engine.points,
             indexed=bool(engine.indexed_vectors),
             detail={"segments": engine.segments, "indexedVectors": engine.indexed_vectors,
                     "payloadIndexes": engine.payload_indexes, "workerPid": self.worker_pid,
-                    "workerRestarts": self.restarts})
+                    "workerRestarts": self.restarts, "optimizing": self._optimizing})
 
     async def optimize(self) -> bool:
-        """Build the HNSW index (and vacuum, merge) now. Every other call waits behind it:
-        seconds at 20k points, minutes at 100k. Returns whether anything changed."""
-        return await self._call(wire.Optimize(), bool)
+        """Build the HNSW index (and vacuum, merge) now: seconds at 20k points, minutes at
+        100k, during which every other call fails fast with ``BackendUnavailable`` and
+        ``info()`` reports ``optimizing``. Returns whether anything changed. The engine never
+        does this by itself; without it search is exact (a few ms at 20k points)."""
+        if self._optimizing:
+            raise errors.BackendUnavailable("an optimize is already running")
+        worker = await self._live_worker()
+        self._optimizing = True
+        try:
+            return await self._roundtrip(worker, wire.Optimize(), bool)
+        except _NotSent:
+            raise errors.BackendUnavailable("the embedded engine stopped") from None
+        finally:
+            self._optimizing = False
 
     async def flush(self) -> None:
         await self._call(wire.Flush(), type(None))

@@ -125,7 +125,7 @@ async def test_event_loop_stays_responsive_during_optimize(tmp_path: Path) -> No
             await store.upsert([
                 Point(pid(i), [rng.random() for _ in range(dim)], {"k": "x", "createdAt": i})
                 for i in range(start, start + 1000)])
-        assert (await store.info()).indexed is False
+        assert (await store.info()).indexed is False  # never indexed implicitly
 
         ticks = 0
         done = anyio.Event()
@@ -136,12 +136,25 @@ async def test_event_loop_stays_responsive_during_optimize(tmp_path: Path) -> No
                 ticks += 1
                 await anyio.lowlevel.checkpoint()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ticker)
-            changed = await store.optimize()
-            ticks_during = ticks
+        outcome: list[bool] = []
+
+        async def optimize() -> None:
+            outcome.append(await store.optimize())
             done.set()
-        assert changed is True
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(optimize)
+            await anyio.wait_all_tasks_blocked()  # the request is with the worker now
+            # Announced, not silent: info answers at once, other calls fail fast.
+            busy = await store.info()
+            assert busy.detail["optimizing"] is True
+            assert busy.points == n
+            with pytest.raises(errors.BackendUnavailable, match="index"):
+                await store.count(None)
+            tg.start_soon(ticker)
+            await done.wait()
+            ticks_during = ticks
+        assert outcome == [True]
         # About one per millisecond of the build; an engine in this process would allow ~0.
         assert ticks_during > 100
         info = await store.info()
