@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -134,31 +133,3 @@ PARAPHRASES = {
     "How quickly do support tickets get a response?": 22,
     "Which search engine are we switching our index to?": 10,
 }
-
-
-async def test_paraphrase_search_ranks_the_right_memory_first(model: Any) -> None:
-    # A real Qdrant engine (qdrant-client local mode); the embedded EdgeStore is exercised
-    # by the store tests and, with embeddings, by the server tests.
-    from qdrant_client import AsyncQdrantClient, models
-
-    emb = Embedder(LocalProvider(loader=lambda: model))
-    await emb.start()
-    client = AsyncQdrantClient(":memory:")
-    try:
-        vectors = await emb.embed(MEMORIES, deadline=anyio.current_time() + 60)
-        await client.create_collection("agent_memory", vectors_config=models.VectorParams(
-            size=emb.dimension or 0, distance=models.Distance.COSINE))
-        ids = [str(uuid.uuid4()) for _ in MEMORIES]
-        await client.upsert("agent_memory", wait=True, points=[
-            models.PointStruct(id=i, vector=v, payload={"content": c})
-            for i, v, c in zip(ids, vectors, MEMORIES, strict=True)])
-        wrong = {}
-        for query, expected in PARAPHRASES.items():
-            [qvec] = await emb.embed([query], deadline=anyio.current_time() + 30)
-            hits = (await client.query_points("agent_memory", query=qvec, limit=3)).points
-            if str(hits[0].id) != ids[expected]:
-                wrong[query] = (hits[0].payload or {}).get("content")
-        assert wrong == {}
-        assert emb.stats()["calls"] == 1 + len(PARAPHRASES)
-    finally:
-        await client.close()
