@@ -65,6 +65,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     default_namespace: Annotated[str, Meta(min_length=1)] = "default"
     dimension: PositiveInt | None = None
     qdrant_url: str | None = None  # set = Qdrant server/cluster; unset = embedded engine
+    # A directory: qdrant-client local mode (used when qdrant_url is unset). For tests and
+    # development, not a production store.
+    qdrant_path: str | None = None
     qdrant_api_key: str | None = None
     qdrant_grpc: bool = False
     shard_number: PositiveInt = 1

@@ -166,11 +166,13 @@ class Server:
     def build_models(self) -> None:
         """Embedder and reranker objects (cheap: no model is loaded here)."""
         from sidecar.embedding import build_embedder
-        from sidecar.rerank import build_reranker
 
         try:
             self.app.embedder = build_embedder(self.config.embedding)
-            self.app.reranker = build_reranker(self.config.reranker)
+            if self.config.reranker.enabled:
+                from sidecar.rerank import build_reranker  # imports httpx: only when used
+
+                self.app.reranker = build_reranker(self.config.reranker)
         except ConfigError as exc:
             raise StartupError("config", str(exc), 2) from None
 
@@ -189,6 +191,12 @@ class Server:
             store = open_store(self.config)
             with anyio.fail_after(self.config.admin_timeout_ms / 1000):
                 await store.open()
+                if store.dimension is not None:
+                    # A collection made by legacy code lacks indexes memoryd relies on (facet
+                    # on type, order by updatedAt); adding them is additive, no result changes.
+                    from sidecar.app import PAYLOAD_INDEXES
+
+                    await store.ensure_collection(store.dimension, PAYLOAD_INDEXES)
         except (errors.MemorydError, OSError, TimeoutError) as exc:
             message = exc.message if isinstance(exc, errors.MemorydError) else str(exc)
             self.app.store_error = message

@@ -1,8 +1,9 @@
 """Stores: the ``Store`` interface (``base``) and its two engines.
 
-``open_store`` picks one from the config: a Qdrant server/cluster when ``qdrant_url`` is set,
-else the embedded engine under ``<data dir>/edge/<collection>``. Both modules are imported
-only when chosen (qdrant-client alone takes over a second to import).
+``open_store`` picks one from the config: a Qdrant server/cluster when ``qdrant_url`` is set
+(qdrant-client local mode when ``qdrant_path`` is: tests and development), else the embedded
+engine under ``<data dir>/edge/<collection>``. Both modules are imported only when chosen
+(qdrant-client alone takes over a second to import).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 def open_store(config: Config) -> Store:
     """Build the configured store (not yet opened: call ``await store.open()``)."""
-    if config.qdrant_url:
+    if config.qdrant_url or config.qdrant_path:
         from sidecar.store.qdrant import QdrantStore
 
         return QdrantStore(config)

@@ -47,6 +47,8 @@ class QdrantStore(Store):
     def _connect_kwargs(self) -> dict[str, Any]:
         if self._client_kwargs is not None:
             return dict(self._client_kwargs)
+        if self.config.qdrant_path and not self.config.qdrant_url:
+            return {"path": self.config.qdrant_path}  # local mode: tests and development
         return {
             "url": self.config.qdrant_url,
             "api_key": self.config.qdrant_api_key,
