@@ -25,12 +25,13 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 from loguru import logger
 
-from sidecar import errors, lifecycle, logs
+from sidecar import errors, lifecycle, logs, sweeper
 from sidecar.app import App
 from sidecar.config import Config, ConfigError
 from sidecar.lifecycle import StartupError
 from sidecar.protocol import Dispatcher, error_line
 from sidecar.rpc import load_all
+from sidecar.store.base import Store
 
 # Linux caps sun_path at 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -201,7 +202,26 @@ class Server:
             message = exc.message if isinstance(exc, errors.MemorydError) else str(exc)
             self.app.store_error = message
             raise StartupError("store", f"cannot open the store: {message}", 4) from None
-        self.app.attach_store(store)
+        await self.attach_journaled(store)
+
+    async def attach_journaled(self, store: Store) -> None:
+        """Open the write journal and replay what it still holds before ready (bounded; a
+        store that cannot take it now leaves it queued for the applier)."""
+        if not self.config.journal:
+            self.app.attach_store(store)
+            return
+        from sidecar.journal import JournalError
+        from sidecar.writer import WriteQueue
+
+        try:
+            queue = WriteQueue.open(self.config)
+        except JournalError as exc:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await store.close()
+            raise StartupError("journal", str(exc), 4) from None
+        self.app.attach_store(store, queue)
+        with anyio.move_on_after(self.config.admin_timeout_ms / 1000):
+            await queue.replay()
 
     def announce_ready(self) -> None:
         self.app.phase = "ready"
@@ -215,6 +235,9 @@ class Server:
         assert self.listener is not None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._accept_loop, tg)
+            if self.app.queue is not None:
+                tg.start_soon(self.app.queue.run)  # applies (and replays) journaled writes
+            tg.start_soon(sweeper.run, self.app)
             if self.app.embedder is not None:
                 # the local model loads here, after ready, never on the start-up path
                 tg.start_soon(self.app.embedder.start)
@@ -389,6 +412,8 @@ class Server:
                 if model is not None:
                     with contextlib.suppress(Exception):
                         await model.aclose()
+            if self.app.queue is not None:
+                self.app.queue.close()
             store = self.app._store
             if store is not None:
                 try:

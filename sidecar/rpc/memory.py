@@ -29,7 +29,6 @@ from sidecar.contract import (
 )
 from sidecar.domain import payloads, queries
 from sidecar.domain.filters import Filter
-from sidecar.rerank import rerank_candidates
 from sidecar.rpc import Context, NoParams, rpc
 from sidecar.rpc.conversation import now_ms, with_queued
 from sidecar.store.base import OrderBy, Point, Record
@@ -113,6 +112,8 @@ async def search_with_rerank(ctx: Context, params: MemorySearchWithRerankParams
                              ) -> list[MemorySearchResult]:
     """Recall ``limit × recallMultiplier`` candidates by embedding, then rerank them; without
     a reranker, or when it fails, the embedding order is kept."""
+    from sidecar.rerank import rerank_candidates  # imports httpx: not on start-up
+
     app = ctx.app
     text = query_text(params.query)
     recall = params.limit * params.recallMultiplier if params.rerank else params.limit
