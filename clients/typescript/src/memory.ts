@@ -132,6 +132,7 @@ export class SidecarMemory {
       this.backendUp = true;
     });
     this.client.on("disconnect", () => {
+      if (this.closed) return;
       this.logger.warn("lost the connection to memoryd; reconnecting");
     });
 
@@ -155,6 +156,13 @@ export class SidecarMemory {
         requestShutdown: async () => {
           if (this.client.connected) await this.client.call("system.shutdown", {}, { timeoutMs: 2000 });
         },
+      });
+      // Stopping memoryd (close(), or the host's event loop emptied): no reconnecting after it.
+      this.supervisor.on("stopping", () => {
+        this.closed = true;
+      });
+      this.supervisor.on("exit", () => {
+        if (this.closed) this.client.close();
       });
       this.supervisor.on("ready", (info: ReadyInfo) => {
         this.client.socketPath = info.socket;
@@ -254,7 +262,6 @@ export class SidecarMemory {
 
   /** Stop using memoryd: close the connection and, in spawned mode, stop memoryd. */
   async close(): Promise<void> {
-    if (this.closed) return;
     this.closed = true;
     if (this.supervisor) await this.supervisor.stop();
     this.client.close();

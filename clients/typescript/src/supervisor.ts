@@ -3,7 +3,7 @@
  * unexpected exit with a growing delay, give up after too many crashes in a window, forward its
  * stderr to the host's logger, and stop it when the host stops.
  *
- * Events: "ready" (info: ReadyInfo), "exit" (code, signal), "gaveUp" (reason).
+ * Events: "ready" (info: ReadyInfo), "exit" (code, signal), "gaveUp" (reason), "stopping".
  */
 
 import { spawn } from "node:child_process";
@@ -64,7 +64,12 @@ let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  // 'exit' allows only synchronous work: signal the children; memoryd also watches our pid.
+  // The host's event loop emptied: there is still time for the graceful sequence.
+  process.on("beforeExit", () => {
+    for (const sup of EXIT_HOOKS) void sup.stop();
+  });
+  // 'exit' (process.exit, or after beforeExit) allows only synchronous work: signal what is
+  // left. memoryd also watches our pid, which covers signals and SIGKILL.
   process.on("exit", () => {
     for (const sup of EXIT_HOOKS) sup.killNow();
   });
@@ -79,6 +84,7 @@ export class Supervisor extends EventEmitter {
   private restartTimer: NodeJS.Timeout | undefined;
   private startPromise: Promise<ReadyInfo> | undefined;
   private stopping = false;
+  private stopPromise: Promise<void> | undefined;
   ready: ReadyInfo | undefined;
 
   constructor(opts: SupervisorOptions) {
@@ -270,8 +276,16 @@ export class Supervisor extends EventEmitter {
   }
 
   /** Stop memoryd: system.shutdown, then SIGTERM, then SIGKILL, each after a grace period. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    this.stopPromise ??= this.stopOnce().finally(() => {
+      this.stopPromise = undefined;
+    });
+    return this.stopPromise;
+  }
+
+  private async stopOnce(): Promise<void> {
     this.stopping = true;
+    this.emit("stopping");
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
     const child = this.child;
@@ -279,12 +293,24 @@ export class Supervisor extends EventEmitter {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const grace = this.opts.shutdownGraceMs ?? 5000;
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    const within = (ms: number): Promise<boolean> =>
-      Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+    // Timers here stay ref'd (the host waits for the sequence) and are cleared once it ends.
+    const within = (ms: number): Promise<boolean> => {
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), ms);
+      });
+      return Promise.race([exited.then(() => true), expired]).finally(() => clearTimeout(timer));
+    };
 
     if (this.opts.requestShutdown) {
       try {
-        await Promise.race([this.opts.requestShutdown(), new Promise((r) => setTimeout(r, grace).unref())]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          this.opts.requestShutdown(),
+          new Promise((r) => {
+            timer = setTimeout(r, grace);
+          }),
+        ]).finally(() => clearTimeout(timer));
       } catch (err) {
         this.logger.debug("system.shutdown failed", { error: String(err) });
       }
