@@ -16,9 +16,13 @@ import msgspec
 
 from sidecar import errors
 from sidecar.config import Config
+from sidecar.resilience import ResilientStore, request_timeout
 from sidecar.stats import Stats
 from sidecar.store.base import PayloadIndex, Store
-from sidecar.writer import Writer
+from sidecar.writer import WriteQueue, Writer
+
+# system.health's store probe gets at most this long (a hanging store must not hang health).
+HEALTH_PROBE_MS = 2000
 
 # CONTRACT §4: indexes every new collection gets. Only speed; results never depend on them.
 PAYLOAD_INDEXES: tuple[PayloadIndex, ...] = (
@@ -34,6 +38,8 @@ class App:
         self.config = config
         self._store = store
         self.writer: Writer | None = Writer(store) if store else None
+        self.resilient: ResilientStore | None = None  # the store behind deadlines/breaker
+        self.queue: WriteQueue | None = None  # the durable write journal and its applier
         self.embedder: Any = None  # set when an embedding provider is configured
         self.reranker: Any = None  # set when reranking is enabled
         self.guard: Any = None  # ModelGuard: which model embeds this collection
@@ -52,9 +58,18 @@ class App:
             raise errors.BackendUnavailable("the store is not open yet")
         return self._store
 
-    def attach_store(self, store: Store) -> None:
-        self._store = store
-        self.writer = Writer(store)
+    def attach_store(self, store: Store, queue: WriteQueue | None = None) -> None:
+        """The opened store, behind deadlines, retries and the breaker; with ``queue`` writes
+        are journaled and lookups by id see queued writes (sidecar/writer.py)."""
+        self.resilient = ResilientStore(store, self.config)
+        self.queue = queue
+        if queue is None:
+            self._store = self.resilient
+            self.writer = Writer(self.resilient)
+        else:
+            queue.register(self.config.collection, self.resilient)
+            self._store = queue.view(self.config.collection)
+            self.writer = queue.writer(self.config.collection)
 
     @property
     def write(self) -> Writer:
@@ -122,7 +137,8 @@ class App:
             checks["store"] = {"ok": False, "error": self.store_error or "not open yet"}
         else:
             try:
-                info = await self._store.info()
+                with request_timeout(min(HEALTH_PROBE_MS, self.config.read_timeout_ms)):
+                    info = await self._store.info()
                 checks["store"] = {"ok": True, **msgspec.to_builtins(info)}
                 configured = self.config.dimension
                 if configured and info.dimension and configured != info.dimension:
@@ -133,6 +149,7 @@ class App:
             except errors.MemorydError as exc:
                 checks["store"] = {"ok": False, "error": exc.message}
                 degraded.append(f"store: {exc.message}")
+        self._durability_health(checks, degraded)
         if self.embedder is not None:
             state = getattr(self.embedder, "state", "ready")
             checks["embedder"] = {"ok": state != "failed", "state": state,
@@ -155,4 +172,31 @@ class App:
             out["embedding"] = self.embedder.stats()
         if self.reranker is not None:
             out["reranking"] = self.reranker.stats()
+        if self.resilient is not None:
+            out["store"] = {"breaker": self.resilient.breaker.snapshot(),
+                            **self.resilient.stats()}
+        if self.queue is not None:
+            out["journal"] = self.queue.snapshot()
         return out
+
+    def _durability_health(self, checks: dict[str, Any], degraded: list[str]) -> None:
+        """Breaker and journal entries of system.health: a store that is down degrades
+        memoryd (writes are still journaled), it never makes it not-live."""
+        if self.resilient is not None:
+            breaker = self.resilient.breaker.snapshot()
+            checks["breaker"] = {"ok": breaker["state"] == "closed", **breaker}
+            if breaker["state"] != "closed":
+                degraded.append(f"store circuit breaker {breaker['state']}: "
+                                f"{breaker['lastError']}")
+        if self.queue is not None:
+            journal = self.queue.snapshot()
+            checks["journal"] = {
+                "ok": not journal["stalled"] and not journal["broken"],
+                "depth": journal["depth"], "bytes": journal["bytes"],
+                "maxBytes": journal["maxBytes"], "oldestQueuedAgeMs": journal["oldestQueuedAgeMs"],
+                "stalled": journal["stalled"], "lastStoreError": journal["lastStoreError"]}
+            if journal["stalled"]:
+                degraded.append(f"{journal['depth']} writes queued in the journal: the store "
+                                f"is unavailable ({journal['lastStoreError']})")
+            if journal["broken"]:
+                degraded.append(f"write journal unusable: {journal['broken']}")

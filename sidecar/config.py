@@ -79,6 +79,18 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     admin_timeout_ms: PositiveInt = 120_000
     # -- background work
     sweep_interval: NonNegFloat = 600.0  # seconds; 0 = off
+    # -- durability: the write journal under <data dir>/journal (see sidecar/journal.py)
+    journal: bool = True  # false only to measure its cost: writes then go straight to the store
+    journal_max_bytes: Annotated[int, Meta(ge=64 * 1024)] = 256 * 1024 * 1024
+    # -- store resilience (see sidecar/resilience.py)
+    store_retries: Annotated[int, Meta(ge=0, le=20)] = 3  # retries after the first attempt
+    store_retry_base_ms: PositiveInt = 50
+    store_retry_max_ms: PositiveInt = 2000  # also the replayer's longest pause between tries
+    breaker_failures: PositiveInt = 5  # consecutive transient failures that open the breaker
+    breaker_failure_rate: Annotated[float, Meta(gt=0, le=1)] = 0.5  # ... or this share
+    breaker_window: Annotated[float, Meta(gt=0)] = 30.0  # seconds the rate is measured over
+    breaker_min_calls: PositiveInt = 20  # calls in the window before the rate counts
+    breaker_open_seconds: Annotated[float, Meta(gt=0)] = 5.0  # open this long, then one probe
     # -- embedding / reranking
     embedding: EmbeddingConfig = EmbeddingConfig()
     reranker: RerankerConfig = RerankerConfig()

@@ -21,6 +21,7 @@ from loguru import logger
 from oslash.either import Left, Right  # jsonrpcserver's result type
 
 from sidecar import errors
+from sidecar.resilience import request_timeout
 from sidecar.rpc import Context, Method
 
 _CODE_KINDS = {cls.code: cls for cls in errors.ALL_ERRORS}
@@ -100,6 +101,7 @@ class Dispatcher:
             raise errors.ShuttingDown("memoryd is shutting down; retry against the next instance")
         if args:
             raise errors.ValidationError.at("$", "params must be an object (by-name), not an array")
+        timeout_ms = pop_timeout(kwargs)
         params = convert_params(kwargs, method.params)
         stats = self.app.stats
         # health stays answerable under load: supervisors must tell busy from dead
@@ -108,9 +110,21 @@ class Dispatcher:
         stats.in_flight += 1
         try:
             ctx = Context(self.app, peer_uid=peer[0], peer_pid=peer[1])
-            return await method.handler(ctx, params)
+            with request_timeout(timeout_ms):
+                return await method.handler(ctx, params)
         finally:
             stats.in_flight -= 1
+
+
+def pop_timeout(kwargs: dict[str, Any]) -> int | None:
+    """Take the optional ``timeoutMs`` (any method): a deadline for this request's store
+    calls, tighter than the configured one for its operation class."""
+    if "timeoutMs" not in kwargs:
+        return None
+    value = kwargs.pop("timeoutMs")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise errors.ValidationError.at("$.timeoutMs", "must be a positive integer (ms)")
+    return value
 
 
 def convert_params(raw: dict[str, Any], params_type: type[msgspec.Struct]) -> Any:
