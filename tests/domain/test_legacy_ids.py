@@ -12,8 +12,9 @@ from sidecar.domain.legacy_ids import (
     state_id,
 )
 
-VECTORS = json.loads(
-    (Path("/work/shared/spec/legacy-ids.json")).read_text(encoding="utf-8"))
+# The spec lives in shared/, beside the repository (in CI too).
+SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec"
+VECTORS = json.loads((SPEC / "legacy-ids.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("case", VECTORS, ids=lambda c: repr(c["input"])[:40])
