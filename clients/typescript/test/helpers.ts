@@ -9,9 +9,16 @@ import type { EmbeddingProvider } from "../src/types.js";
 /** The memoryd executable under test: $MEMORYD_BIN, else `memoryd` on PATH. */
 export const MEMORYD_BIN = process.env["MEMORYD_BIN"] ?? "memoryd";
 
-/** A fresh directory with a short path (socket paths are limited to 107 bytes). */
+const made: string[] = [];
+process.on("exit", () => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh directory with a short path (socket paths are limited to 107 bytes); removed at exit. */
 export function tempDir(prefix = "mdc-"): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 export interface Captured extends Logger {
