@@ -1,65 +1,101 @@
-"""Handlers called directly against a real store: ``App(config, store)`` and the registry."""
+"""RPC tests talk to real memoryd processes over their socket, on both stores.
+
+``rpc`` is one memoryd per test module and store, shared by the module's tests (each test
+keeps to its own namespaces, session ids and vector axes). A module may define ``SEED``, a
+list of raw points written with the engine itself before that memoryd starts (records as
+legacy code left them), and ``MEMORYD_ARGS``. ``fresh`` starts a memoryd of the test's own,
+for the few tests that look at the whole collection.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-from collections.abc import AsyncIterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
-from sidecar.app import App
-from sidecar.config import Config
-from sidecar.rpc import REGISTRY, Context, load_all
-from sidecar.store.base import Store
-from sidecar.store.edge import EdgeStore
-
-KINDS = ["edge"]
-if importlib.util.find_spec("sidecar.store.qdrant") is not None:
-    KINDS.append("qdrant")
+from tests.rpc import engines
+from tests.support import Memoryd
 
 
-def make_store(kind: str, where: Path) -> Store:
-    if kind == "edge":
-        return EdgeStore(where / "edge" / "agent_memory")
-    from sidecar.store.qdrant import QdrantStore
+class Rpc:
+    """One connection to one memoryd."""
 
-    return QdrantStore(Config(), client_kwargs={"path": str(where / "qdrant-local")})
+    def __init__(self, server: Memoryd, kind: str, root: Path) -> None:
+        self.server = server
+        self.kind = kind
+        self.root = root
+        self.client = server.connect()
+
+    def call(self, method: str, params: Any = None) -> dict[str, Any]:
+        return self.client.request(method, params)
+
+    def result(self, method: str, params: Any = None) -> Any:
+        reply = self.call(method, params)
+        assert "error" not in reply, reply
+        return reply["result"]
+
+    def error(self, method: str, params: Any = None) -> dict[str, Any]:
+        """The error object of a call that must fail."""
+        reply = self.call(method, params)
+        assert "error" in reply, reply
+        return reply["error"]
+
+    def stop(self) -> None:
+        """Stop memoryd (the engine's files are then free to open directly)."""
+        self.client.close()
+        assert self.server.stop() == 0, self.server.stderr_tail()
+
+    def collection(self) -> engines.Collection:
+        """The collection as the engine holds it (stops memoryd first)."""
+        if self.server.proc.poll() is None:
+            self.stop()
+        return engines.read(self.kind, self.root)
+
+
+def start(kind: str, root: Path, *args: str, seed: Sequence[engines.RawPoint] | None = None,
+          dimension: int | None = None) -> Rpc:
+    if seed is not None:
+        assert dimension is not None
+        engines.seed(kind, root, dimension, seed)
+    return Rpc(Memoryd(root, *args, env=engines.memoryd_env(kind, root)), kind, root)
+
+
+@pytest.fixture(scope="module", params=engines.STORES)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def rpc(request: pytest.FixtureRequest, store_kind: str) -> Iterator[Rpc]:
+    root = Path(tempfile.mkdtemp(prefix="md-", dir="/tmp"))
+    module = request.module
+    points = getattr(module, "SEED", None)
+    client = start(store_kind, root, *getattr(module, "MEMORYD_ARGS", ()),
+                   seed=points, dimension=getattr(module, "DIM", None) if points else None)
+    yield client
+    client.client.close()
+    client.server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def fresh(store_kind: str, short_tmp: Path) -> Iterator[Callable[..., Rpc]]:
+    """``fresh(*args, seed=None, dimension=None)``: a memoryd of this test's own."""
+    started: list[Rpc] = []
 
+    def make(*args: str, seed: Sequence[engines.RawPoint] | None = None,
+             dimension: int | None = None) -> Rpc:
+        root = short_tmp / f"m{len(started)}"
+        root.mkdir()
+        client = start(store_kind, root, *args, seed=seed, dimension=dimension)
+        started.append(client)
+        return client
 
-@pytest.fixture(params=KINDS)
-async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[App]:
-    store = make_store(str(request.param), tmp_path)
-    await store.open()
-    application = App(Config(data_dir=str(tmp_path / "data")), store)
-    yield application
-    await store.close()
-
-
-class Caller:
-    """Calls a method as the protocol layer would: params converted by the method's Struct,
-    the result turned into plain JSON values."""
-
-    def __init__(self, app: App, uid: int | None = None) -> None:
-        self.app = app
-        self.uid = os.getuid() if uid is None else uid
-        load_all()
-
-    async def __call__(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        entry = REGISTRY[method]
-        converted = msgspec.convert(params or {}, entry.params)
-        result = await entry.handler(Context(self.app, self.uid, os.getpid()), converted)
-        return msgspec.to_builtins(result)
-
-
-@pytest.fixture
-def call(app: App) -> Caller:
-    return Caller(app)
+    yield make
+    for client in started:
+        client.client.close()
+        client.server.stop()

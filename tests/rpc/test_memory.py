@@ -1,4 +1,9 @@
-"""memory.* handlers against a real store (vectors supplied by the caller: no embedder)."""
+"""memory.* over the socket, on both stores (vectors supplied by the caller: no embedder).
+
+One memoryd per store serves this module. Tests keep to their own namespaces and to their
+own axes of the 16-d vector space (vectors of different tests are orthogonal, so a search
+in one test's plane never scores another test's points above a threshold).
+"""
 
 from __future__ import annotations
 
@@ -8,227 +13,326 @@ from typing import Any
 
 import pytest
 
-from sidecar import errors
-from sidecar.app import App
 from sidecar.domain.legacy_ids import legacy_id
-from sidecar.store.base import Point
-from tests.rpc.conftest import Caller
+from tests.rpc.conftest import Rpc
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning"),
-]
-
-X, Y, Z = [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]
-NEAR_X = [0.9, 0.1, 0.0, 0.0]
-FAR = [0.1, 1.0, 0.0, 0.0]  # cosine with X ≈ 0.1: below the default threshold
+DIM = 16
 
 
-def mem(content: str, vector: list[float] = X, **kw: Any) -> dict[str, Any]:
+def vec(**axes: float) -> list[float]:
+    """A vector from named axes: ``vec(a0=1.0, a1=0.1)``."""
+    out = [0.0] * DIM
+    for name, value in axes.items():
+        out[int(name[1:])] = value
+    return out
+
+
+# axes 0-1: search filters; 2: related context; 3: rerank; 4: time range; 13-15: the rest
+X, NEAR_X = vec(a0=1.0), vec(a0=0.9, a1=0.1)
+FAR = vec(a0=0.1, a1=1.0)  # cosine with X ≈ 0.1: under the default threshold 0.5
+OTHER = vec(a15=1.0)
+
+
+def mem(content: str, vector: list[float] = OTHER, **kw: Any) -> dict[str, Any]:
     return {"category": "fact", "content": content, "vector": vector, **kw}
 
 
-async def put_raw(app: App, points: list[tuple[str, list[float], dict[str, Any]]]) -> None:
-    """Records as another writer (legacy code) left them."""
-    await app.ensure_dimension(4)
-    await app.store.upsert([Point(i, v, p) for i, v, p in points])
+def raw_memory(created: int, namespace: str, **kw: Any) -> dict[str, Any]:
+    """A memory payload as legacy code wrote it (CONTRACT §4)."""
+    return {"type": "memory", "category": "note", "content": f"{namespace}-{created}",
+            "metadata": {}, "createdAt": created, "accessedAt": created, "expiresAt": 0,
+            "namespace": namespace, **kw}
 
 
-def raw_memory(created: int, **kw: Any) -> dict[str, Any]:
-    return {"type": "memory", "category": "note", "content": f"c{created}", "metadata": {},
-            "createdAt": created, "accessedAt": created, "expiresAt": 0,
-            "namespace": "default", **kw}
+def uid(n: int) -> str:
+    return str(uuid.UUID(int=n))
 
 
-async def test_save_get_round_trip_and_legacy_payload(app: App, call: Caller) -> None:
+# -- records legacy code left in the collection before memoryd started --------------------------
+LIST_CREATED = [50, 40, 40, 40, 30, 30, 20, 10, 10, 10, 10]
+# ids chosen so that id order differs from insert order
+LIST_IDS = [str(uuid.UUID(int=(i * 7919) % 97 + 1)) for i in range(len(LIST_CREATED))]
+PAGE_CREATED = [9, 8, 8, 7, 6, 6, 6, 5, 4, 3, 3, 2]
+PAGE_IDS = [uid(1000 + i) for i in range(len(PAGE_CREATED))]
+STATE_ID = legacy_id("state-some-instance")
+CONVERSATION_ID = legacy_id("conversation-some-session")
+
+SEED = [
+    *((i, OTHER, raw_memory(c, "list")) for i, c in zip(LIST_IDS, LIST_CREATED, strict=True)),
+    (uid(500), OTHER, raw_memory(45, "list-else")),
+    *((i, OTHER, raw_memory(c, "page")) for i, c in zip(PAGE_IDS, PAGE_CREATED, strict=True)),
+    (uid(601), OTHER, raw_memory(100, "dw")),
+    (uid(602), OTHER, raw_memory(200, "dw")),
+    (uid(603), OTHER, raw_memory(200, "dw", category="fact")),
+    (uid(604), OTHER, raw_memory(300, "dw")),
+    (uid(605), OTHER, raw_memory(50, "dw-other")),
+    (uid(701), vec(a4=1.0), raw_memory(1000, "tr")),
+    (uid(702), vec(a4=1.0), raw_memory(2000, "tr")),
+    (uid(703), vec(a4=1.0), raw_memory(3000, "tr")),
+    (STATE_ID, OTHER, {"type": "state", "state": "{}", "summary": "s", "version": "1",
+                       "updatedAt": 1}),
+    (CONVERSATION_ID, OTHER, {
+        "type": "conversation", "sessionId": "some-session", "leadPersona": "zee",
+        "summary": "", "plan": "", "objectives": [], "keyFacts": [], "sessionChain": [],
+        "updatedAt": 1}),
+]
+
+
+def ids_of(entries: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    return [(e["createdAt"], e["id"]) for e in entries]
+
+
+# -- saving and reading ----------------------------------------------------------------------------
+
+def test_save_get_round_trip(rpc: Rpc) -> None:
     before = int(time.time() * 1000)
-    entry = await call("memory.save", mem("Alice is the lead", summary="s", ttl=1000,
+    entry = rpc.result("memory.save", mem("Alice is the lead", summary="s", ttl=3_600_000,
                                           metadata={"tags": ["team"], "importance": 0.5}))
-    assert entry["embedding"] == X
+    assert entry["embedding"] == OTHER
     assert entry["namespace"] == "default"
     assert entry["createdAt"] == entry["accessedAt"] >= before
-    uuid.UUID(entry["id"])
-    got = await call("memory.get", {"id": entry["id"]})
-    assert got == entry
-    [record] = await app.store.retrieve([entry["id"]])
-    assert list(record.payload) == ["type", "category", "content", "summary", "metadata",
-                                    "createdAt", "accessedAt", "ttl", "expiresAt", "namespace"]
-    assert record.payload["expiresAt"] == entry["createdAt"] + 1000
-    assert record.payload["metadata"] == {"importance": 0.5, "tags": ["team"]}
+    assert entry["ttl"] == 3_600_000 and entry["summary"] == "s"
+    assert entry["metadata"] == {"importance": 0.5, "tags": ["team"]}
+    assert uuid.UUID(entry["id"]).version == 4
+    assert rpc.result("memory.get", {"id": entry["id"]}) == entry
+    assert rpc.result("memory.get", {"id": entry["id"].upper()}) == entry
 
 
-async def test_minimal_save_has_no_summary_or_ttl(app: App, call: Caller) -> None:
-    entry = await call("memory.save", mem("x", namespace="n"))
+def test_minimal_save_has_no_summary_or_ttl(rpc: Rpc) -> None:
+    entry = rpc.result("memory.save", mem("x", namespace="minimal"))
     assert "summary" not in entry and "ttl" not in entry and "media" not in entry
-    [record] = await app.store.retrieve([entry["id"]])
-    assert record.payload["expiresAt"] == 0 and "ttl" not in record.payload
-    assert record.payload["namespace"] == "n"
+    assert entry["namespace"] == "minimal" and entry["metadata"] == {}
+    assert rpc.result("memory.get", {"id": entry["id"]}) == entry
 
 
-async def test_save_without_vector_or_embedder(call: Caller) -> None:
-    with pytest.raises(errors.EmbeddingUnavailable):
-        await call("memory.save", {"category": "fact", "content": "x"})
+def test_save_without_vector_or_embedder(rpc: Rpc) -> None:
+    error = rpc.error("memory.save", {"category": "fact", "content": "x"})
+    assert error["data"]["kind"] == "embedding_unavailable" and error["data"]["retryable"]
 
 
-async def test_wrong_dimension(call: Caller) -> None:
-    await call("memory.save", mem("first"))
-    with pytest.raises(errors.DimensionMismatch):
-        await call("memory.save", mem("second", vector=[1.0, 0.0]))
+def test_wrong_dimension_is_refused(rpc: Rpc) -> None:
+    error = rpc.error("memory.save", mem("short", vector=[1.0, 0.0, 0.0, 0.0]))
+    assert error["code"] == -32002
+    assert error["data"] == {"kind": "dimension_mismatch", "retryable": False,
+                             "expected": DIM, "actual": 4}
+    error = rpc.error("memory.saveBatch", {"inputs": [
+        mem("fine", namespace="dim"), mem("long", vector=[1.0] * 17, namespace="dim")]})
+    assert (error["data"]["expected"], error["data"]["actual"]) == (DIM, 17)
+    assert rpc.result("memory.list", {"namespace": "dim"}) == []  # the batch wrote nothing
+    error = rpc.error("memory.search", {"query": "q", "vector": [1.0, 0.0]})
+    assert error["data"]["kind"] == "dimension_mismatch"
 
 
-async def test_save_batch_in_order(call: Caller) -> None:
-    out = await call("memory.saveBatch", {"inputs": [mem("a", X), mem("b", Y), mem("c", Z)]})
+def test_save_batch_in_order(rpc: Rpc) -> None:
+    vectors = [vec(a13=1.0), vec(a14=1.0), vec(a15=1.0)]
+    out = rpc.result("memory.saveBatch", {"inputs": [
+        mem(c, v, namespace="batch") for c, v in zip("abc", vectors, strict=True)]})
     assert [e["content"] for e in out["entries"]] == ["a", "b", "c"]
-    assert [e["embedding"] for e in out["entries"]] == [X, Y, Z]
+    assert [e["embedding"] for e in out["entries"]] == vectors
     assert "queued" not in out
-    assert await call("memory.saveBatch", {"inputs": []}) == {"entries": []}
+    assert len({e["id"] for e in out["entries"]}) == 3
+    assert sorted(e["content"] for e in rpc.result("memory.list", {"namespace": "batch"})) == [
+        "a", "b", "c"]
+    assert rpc.result("memory.saveBatch", {"inputs": []}) == {"entries": []}
 
 
-async def test_get_absent_or_not_memory(app: App, call: Caller) -> None:
-    conv_id = legacy_id("conversation-s")
-    await put_raw(app, [(conv_id, X, {"type": "conversation", "sessionId": "s"})])
-    assert await call("memory.get", {"id": conv_id}) is None
-    assert await call("memory.get", {"id": str(uuid.uuid4())}) is None
+def test_get_absent_or_another_type(rpc: Rpc) -> None:
+    assert rpc.result("memory.get", {"id": STATE_ID}) is None
+    assert rpc.result("memory.get", {"id": CONVERSATION_ID}) is None
+    assert rpc.result("memory.get", {"id": str(uuid.uuid4())}) is None
+    assert rpc.result("memory.get", {"id": LIST_IDS[0]})["content"] == "list-50"
 
 
-async def test_get_many(app: App, call: Caller) -> None:
-    a = await call("memory.save", mem("a"))
-    b = await call("memory.save", mem("b"))
-    conv_id = legacy_id("conversation-s")
-    await put_raw(app, [(conv_id, X, {"type": "conversation", "sessionId": "s"})])
-    out = await call("memory.getMany", {"ids": [b["id"], str(uuid.uuid4()), conv_id,
-                                                a["id"].upper()]})
+@pytest.mark.parametrize("method, params", [
+    ("memory.get", {"id": "not-a-uuid"}),
+    ("memory.getMany", {"ids": [str(uuid.uuid4()), "42"]}),
+    ("memory.delete", {"id": "conversation-s"}),
+    ("memory.list", {"before": {"createdAt": 1, "id": "x"}}),
+])
+def test_non_uuid_ids_are_validation_errors(rpc: Rpc, method: str, params: Any) -> None:
+    error = rpc.error(method, params)
+    assert error["code"] == -32602 and error["data"]["kind"] == "validation"
+    assert error["data"]["errors"][0]["path"].startswith(("$.id", "$.ids[1]", "$.before.id"))
+
+
+def test_get_many(rpc: Rpc) -> None:
+    a = rpc.result("memory.save", mem("a", namespace="many"))
+    b = rpc.result("memory.save", mem("b", namespace="many"))
+    out = rpc.result("memory.getMany", {"ids": [b["id"], str(uuid.uuid4()), CONVERSATION_ID,
+                                                a["id"].upper(), STATE_ID]})
     assert out == [{"id": b["id"], "content": "b"}, {"id": a["id"], "content": "a"}]
+    assert rpc.result("memory.getMany", {"ids": []}) == []
 
 
-async def test_search_filters(call: Caller) -> None:
-    await call("memory.saveBatch", {"inputs": [
+# -- searching -------------------------------------------------------------------------------------
+
+def test_search_filters(rpc: Rpc) -> None:
+    rpc.result("memory.saveBatch", {"inputs": [
         mem("default fact", X, metadata={"tags": ["t1"]}),
         mem("default note", NEAR_X, category="note", metadata={"tags": ["t2", "t3"]}),
         mem("other ns", X, namespace="other", media={"mediaType": "image"}),
         mem("far away", FAR),
+        mem("untagged task", NEAR_X, category="task"),
     ]})
 
-    async def contents(**kw: Any) -> list[str]:
-        return [r["entry"]["content"] for r in await call("memory.search",
-                                                          {"query": "q", "vector": X, **kw})]
+    def contents(**kw: Any) -> list[str]:
+        hits = rpc.result("memory.search", {"query": "q", "vector": X, **kw})
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+        return [h["entry"]["content"] for h in hits]
 
-    assert await contents() == ["default fact", "default note"]  # threshold 0.5 drops Y
-    assert await contents(threshold=0.0, limit=10) == ["default fact", "default note",
-                                                       "far away"]
-    assert sorted(await contents(namespace=None)) == ["default fact", "default note",
-                                                      "other ns"]
-    assert await contents(namespace="other") == ["other ns"]
-    assert await contents(category=["note", "task"]) == ["default note"]
-    assert await contents(category="fact") == ["default fact"]
-    assert await contents(tags=["t3", "zzz"]) == ["default note"]
-    assert await contents(namespace=None, mediaType="image") == ["other ns"]
-    assert await contents(limit=1) == ["default fact"]
-    now = int(time.time() * 1000)
-    assert await contents(timeRange={"end": 1000}) == []
-    assert len(await contents(timeRange={"start": 1000, "end": now + 60_000})) == 2
+    # namespace absent = the default namespace; threshold 0.5 drops "far away"
+    assert sorted(contents()) == ["default fact", "default note", "untagged task"]
+    assert contents()[0] == "default fact"
+    assert "far away" in contents(threshold=0.05)
+    assert sorted(contents(namespace=None)) == ["default fact", "default note", "other ns",
+                                                "untagged task"]
+    assert contents(namespace="other") == ["other ns"]
+    assert contents(namespace="nobody-here") == []
+    # a list of categories is any-of (legacy silently dropped it); one category matches it
+    assert sorted(contents(category=["note", "task"])) == ["default note", "untagged task"]
+    assert contents(category=["task"]) == ["untagged task"]
+    assert contents(category="fact") == ["default fact"]
+    # tags: any of the given ones (legacy dropped the condition)
+    assert contents(tags=["t3", "zzz"]) == ["default note"]
+    assert sorted(contents(tags=["t1", "t2"])) == ["default fact", "default note"]
+    assert contents(tags=["zzz"]) == []
+    assert contents(namespace=None, mediaType="image") == ["other ns"]
+    assert contents(limit=1) == ["default fact"]
 
-    [hit] = await call("memory.search", {"query": "q", "vector": X, "limit": 1,
+    [hit] = rpc.result("memory.search", {"query": "q", "vector": X, "limit": 1,
                                          "includeVectors": True})
-    assert hit["entry"]["embedding"] == X and hit["score"] == pytest.approx(1.0)
-    [hit] = await call("memory.search", {"query": "q", "vector": X, "limit": 1})
+    assert hit["entry"]["embedding"] == pytest.approx(X) and hit["score"] == pytest.approx(1.0)
+    [hit] = rpc.result("memory.search", {"query": "q", "vector": X, "limit": 1})
     assert "embedding" not in hit["entry"]
 
 
-async def test_search_with_rerank_without_reranker_keeps_embedding_order(call: Caller) -> None:
-    await call("memory.saveBatch", {"inputs": [mem("a", X), mem("b", NEAR_X)]})
-    out = await call("memory.searchWithRerank",
-                     {"query": {"contents": [{"type": "text", "content": "q"}]}, "vector": X,
-                      "rerank": True, "limit": 1})
-    assert [r["entry"]["content"] for r in out] == ["a"]
+def test_search_time_range_is_inclusive(rpc: Rpc) -> None:
+    def created(**time_range: int) -> list[int]:
+        hits = rpc.result("memory.search", {"query": "q", "vector": vec(a4=1.0),
+                                            "namespace": "tr", "timeRange": time_range})
+        return sorted(h["entry"]["createdAt"] for h in hits)
+
+    assert created(start=1000, end=2000) == [1000, 2000]
+    assert created(start=2000, end=2000) == [2000]
+    assert created(start=1001, end=2999) == [2000]
+    assert created(start=2000) == [2000, 3000]
+    assert created(end=1000) == [1000]
+    assert created(end=999) == []
 
 
-async def test_related_context(call: Caller) -> None:
-    await call("memory.saveBatch", {"inputs": [mem("near", X), mem("elsewhere", X,
+def test_search_with_rerank_without_reranker_keeps_embedding_order(rpc: Rpc) -> None:
+    a3, near = vec(a3=1.0), vec(a3=0.9, a14=0.1)
+    rpc.result("memory.saveBatch", {"inputs": [mem("b", near), mem("a", a3)]})
+    out = rpc.result("memory.searchWithRerank", {
+        "query": {"contents": [{"type": "text", "content": "q"}]}, "vector": a3,
+        "rerank": True, "limit": 2})
+    assert [r["entry"]["content"] for r in out] == ["a", "b"]
+    assert out[0]["score"] == pytest.approx(1.0)
+
+
+def test_related_context(rpc: Rpc) -> None:
+    a2 = vec(a2=1.0)
+    rpc.result("memory.saveBatch", {"inputs": [mem("near", a2), mem("elsewhere", a2,
                                                                     namespace="o")]})
-    assert await call("memory.relatedContext", {"query": "q", "vector": X}) == ["near"]
+    assert rpc.result("memory.relatedContext", {"query": "q", "vector": a2}) == ["near"]
 
 
-async def test_list_newest_first_with_ties_and_paging(app: App, call: Caller) -> None:
-    # createdAt values with ties, ids chosen so that id order differs from insert order
-    created = [50, 40, 40, 40, 30, 30, 20, 10, 10, 10, 10]
-    ids = [str(uuid.UUID(int=(i * 7919) % 97 + 1)) for i in range(len(created))]
-    await put_raw(app, [(i, X, raw_memory(c)) for i, c in zip(ids, created, strict=True)])
-    await put_raw(app, [(str(uuid.uuid4()), X, raw_memory(45, namespace="else"))])
-    expected = sorted(zip(created, ids, strict=True), reverse=True)
+# -- listing ---------------------------------------------------------------------------------------
 
-    full = await call("memory.list", {})
-    assert [(e["createdAt"], e["id"]) for e in full] == expected
+def test_list_newest_first_with_ties_and_paging(rpc: Rpc) -> None:
+    expected = sorted(zip(LIST_CREATED, LIST_IDS, strict=True), reverse=True)
+    assert ids_of(rpc.result("memory.list", {"namespace": "list"})) == expected
+    assert ids_of(rpc.result("memory.list", {"namespace": "list", "limit": 3})) == expected[:3]
 
     for size in (1, 2, 3, 4):
         seen: list[tuple[int, str]] = []
         cursor: dict[str, Any] | None = None
         while True:
-            params: dict[str, Any] = {"limit": size}
+            params: dict[str, Any] = {"namespace": "list", "limit": size}
             if cursor:
                 params["before"] = cursor
-            page = await call("memory.list", params)
+            page = rpc.result("memory.list", params)
             if not page:
                 break
-            seen += [(e["createdAt"], e["id"]) for e in page]
+            seen += ids_of(page)
             cursor = {"createdAt": page[-1]["createdAt"], "id": page[-1]["id"]}
         assert seen == expected, size
-        by_offset = []
+        by_offset: list[tuple[int, str]] = []
         for offset in range(0, len(expected), size):
-            by_offset += [(e["createdAt"], e["id"]) for e in
-                          await call("memory.list", {"limit": size, "offset": offset})]
-        assert by_offset == expected
+            by_offset += ids_of(rpc.result("memory.list", {"namespace": "list", "limit": size,
+                                                           "offset": offset}))
+        assert by_offset == expected, size
 
-    assert [e["createdAt"] for e in await call("memory.list", {"namespace": None})][:2] == [50, 45]
-    assert len(await call("memory.list", {"namespace": "else"})) == 1
-    assert await call("memory.list", {"category": "fact"}) == []
+    assert ids_of(rpc.result("memory.list", {"namespace": "list-else"})) == [(45, uid(500))]
+    assert rpc.result("memory.list", {"namespace": "list", "category": "fact"}) == []
+    assert len(rpc.result("memory.list", {"namespace": "list", "category": "note"})) == 11
 
 
-async def test_delete_where_and_expired(app: App, call: Caller) -> None:
-    now = int(time.time() * 1000)
-    await put_raw(app, [
-        (str(uuid.UUID(int=1)), X, raw_memory(100)),
-        (str(uuid.UUID(int=2)), X, raw_memory(200)),
-        (str(uuid.UUID(int=3)), X, raw_memory(300, category="fact")),
-        (str(uuid.UUID(int=4)), X, raw_memory(400, namespace="n")),
-        (str(uuid.UUID(int=5)), X, raw_memory(500, expiresAt=now - 1)),
-        (str(uuid.UUID(int=6)), X, raw_memory(600, expiresAt=now + 3_600_000)),
-        (legacy_id("state-x"), X, {"type": "state", "state": "{}", "createdAt": 1}),
-    ])
-    assert await call("memory.deleteExpired") == {"deleted": 1}
-    assert await call("memory.deleteExpired") == {"deleted": 0}
-    assert await call("memory.deleteWhere", {"olderThan": 200}) == {"deleted": 1}
-    assert await call("memory.deleteWhere", {"category": "fact"}) == {"deleted": 1}
-    assert await call("memory.deleteWhere", {"namespace": "n", "olderThan": 10_000}) == {
+def test_paging_while_newer_entries_arrive(rpc: Rpc) -> None:
+    """Between pages another connection saves a newer memory into the same listing.
+    Keyset paging (``before``) is exact: every old entry once, in order. Offset paging never
+    skips when only newer entries arrive, but repeats one entry per insert (the window
+    shifts by one) — it is exact only while the listing does not change."""
+    expected = sorted(zip(PAGE_CREATED, PAGE_IDS, strict=True), reverse=True)
+    with rpc.server.connect() as writer:
+        seen: list[tuple[int, str]] = []
+        cursor: dict[str, Any] | None = None
+        inserted = 0
+        while True:
+            params: dict[str, Any] = {"namespace": "page", "limit": 5}
+            if cursor:
+                params["before"] = cursor
+            page = rpc.result("memory.list", params)
+            if not page:
+                break
+            seen += ids_of(page)
+            cursor = {"createdAt": page[-1]["createdAt"], "id": page[-1]["id"]}
+            writer.result("memory.save", mem(f"new {inserted}", namespace="page"))
+            inserted += 1
+        assert seen == expected
+        assert inserted == 3
+
+        before = ids_of(rpc.result("memory.list", {"namespace": "page"}))
+        by_offset: list[tuple[int, str]] = []
+        pages = 0
+        for offset in range(0, 100, 5):
+            page = rpc.result("memory.list", {"namespace": "page", "limit": 5,
+                                              "offset": offset})
+            if not page:
+                break
+            pages += 1
+            by_offset += ids_of(page)
+            writer.result("memory.save", mem("newer still", namespace="page"))
+    assert set(by_offset) == set(before)  # nothing skipped, and no newer entry shown
+    assert len(by_offset) - len(before) == pages - 1  # one repeat per insert between pages
+    assert by_offset == sorted(by_offset, reverse=True)  # still newest first
+
+
+# -- deleting --------------------------------------------------------------------------------------
+
+def test_delete_where_is_exact(rpc: Rpc) -> None:
+    def left() -> list[str]:
+        return sorted(e["id"] for e in rpc.result("memory.list", {"namespace": None,
+                                                                  "limit": 1000})
+                      if e["namespace"].startswith("dw"))
+
+    # olderThan = createdAt < olderThan, strictly (legacy deleted every match)
+    assert rpc.result("memory.deleteWhere", {"namespace": "dw", "olderThan": 200}) == {
         "deleted": 1}
-    assert sorted(r.id for r in await app.store.retrieve(
-        [str(uuid.UUID(int=i)) for i in range(1, 7)] + [legacy_id("state-x")])) == sorted(
-        [str(uuid.UUID(int=2)), str(uuid.UUID(int=6)), legacy_id("state-x")])
-    assert await call("memory.deleteWhere", {}) == {"deleted": 2}  # every memory, not the state
-    assert await app.store.count(None) == 1
+    assert left() == [uid(602), uid(603), uid(604), uid(605)]
+    assert rpc.result("memory.deleteWhere", {"namespace": "dw", "category": "fact"}) == {
+        "deleted": 1}
+    assert rpc.result("memory.deleteWhere", {"namespace": "dw", "olderThan": 201}) == {
+        "deleted": 1}
+    assert left() == [uid(604), uid(605)]
+    assert rpc.result("memory.deleteWhere", {"namespace": "dw", "olderThan": 200}) == {
+        "deleted": 0}
+    assert rpc.result("memory.deleteWhere", {"namespace": "dw"}) == {"deleted": 1}
+    assert left() == [uid(605)]
 
 
-async def test_delete_is_idempotent(call: Caller) -> None:
-    entry = await call("memory.save", mem("x"))
-    assert await call("memory.delete", {"id": entry["id"]}) == {}
-    assert await call("memory.delete", {"id": entry["id"]}) == {}
-    assert await call("memory.get", {"id": entry["id"]}) is None
-
-
-async def test_stats(app: App, call: Caller) -> None:
-    empty = await call("memory.stats")
-    assert empty == {"total": 0,
-                     "byType": {"memory": 0, "state": 0, "conversation": 0, "session_chain": 0},
-                     "byCategory": {c: 0 for c in ("conversation", "fact", "preference", "task",
-                                                   "decision", "relationship", "note",
-                                                   "pattern")}}
-    await call("memory.saveBatch", {"inputs": [mem("a"), mem("b"), mem("c", category="note"),
-                                               mem("d", category="custom")]})
-    await call("conversation.save", {"state": {
-        "sessionId": "s", "leadPersona": "zee", "summary": "", "plan": "", "objectives": [],
-        "keyFacts": [], "sessionChain": [], "updatedAt": 1}, "vector": X})
-    out = await call("memory.stats")
-    assert out["total"] == 6
-    assert out["byType"] == {"memory": 4, "state": 0, "conversation": 1, "session_chain": 1}
-    assert out["byCategory"]["fact"] == 2 and out["byCategory"]["note"] == 1
-    assert "custom" not in out["byCategory"]
+def test_delete_is_idempotent(rpc: Rpc) -> None:
+    entry = rpc.result("memory.save", mem("x", namespace="del"))
+    assert rpc.result("memory.delete", {"id": entry["id"]}) == {}
+    assert rpc.result("memory.delete", {"id": entry["id"]}) == {}
+    assert rpc.result("memory.get", {"id": entry["id"]}) is None
