@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+from loguru import logger
 from msgspec import Meta
 
 PositiveInt = Annotated[int, Meta(ge=1)]
@@ -123,6 +124,11 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith("MEMORYD_") or name == "MEMORYD_CONFIG":
             continue
         path = name[len("MEMORYD_"):].lower().split("__")
+        if not _is_setting(path):
+            # Other tools share the prefix (MEMORYD_BIN, ...): a variable that names no
+            # setting is not ours to refuse. Typos in the config file are still errors.
+            logger.warning("ignoring environment variable {}: no such setting", name)
+            continue
         node = layer
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -130,6 +136,14 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise ConfigError(f"environment variable {name} conflicts with another")
         node[path[-1]] = _parse_env_value(value)
     return layer
+
+
+def _is_setting(path: list[str]) -> bool:
+    fields: tuple[str, ...] = Config.__struct_fields__
+    if path[0] not in fields:
+        return False
+    sub = {"embedding": EmbeddingConfig, "reranker": RerankerConfig}.get(path[0])
+    return sub is None or len(path) != 2 or path[1] in sub.__struct_fields__
 
 
 def _parse_env_value(value: str) -> Any:

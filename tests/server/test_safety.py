@@ -176,7 +176,8 @@ def test_config_precedence_and_masking(short_tmp: Path) -> None:
     config = short_tmp / "memoryd.toml"
     config.write_text('collection = "from_file"\nmax_in_flight = 7\nqdrant_api_key = "s3cret"\n'
                       '[embedding]\nprovider = "openai"\napi_key = "sk-very-secret"\n')
-    env = {**os.environ, "MEMORYD_MAX_IN_FLIGHT": "9", "MEMORYD_EMBEDDING__MODEL": "m-env"}
+    env = {**os.environ, "MEMORYD_MAX_IN_FLIGHT": "9", "MEMORYD_EMBEDDING__MODEL": "m-env",
+           "MEMORYD_BIN": "/opt/memoryd"}  # another tool's variable: ignored, with a warning
     proc = subprocess.run(
         [sys.executable, "-m", "sidecar", "config", "show", "--config", str(config)],
         capture_output=True, timeout=60, env=env, check=True)
@@ -187,6 +188,7 @@ def test_config_precedence_and_masking(short_tmp: Path) -> None:
     assert shown["qdrant_api_key"] == "***"
     assert shown["embedding"]["api_key"] == "***"
     assert b"secret" not in proc.stdout
+    assert b"ignoring environment variable MEMORYD_BIN" in proc.stderr
 
 
 def test_missing_explicit_config_file(short_tmp: Path) -> None:
