@@ -25,3 +25,27 @@ def open_store(config: Config) -> Store:
 
     return EdgeStore(config.data_path() / "edge" / config.collection,
                      collection=config.collection)
+
+
+def open_collection(config: Config, name: str, *, beside: Store | None = None) -> Store:
+    """Another collection ``name`` on the same engine as ``open_store`` (not yet opened).
+
+    Embedded engine: another shard, ``<data dir>/edge/<name>``, served by a worker process of
+    its own. Qdrant: the same client as ``beside`` (the already open main store) when given;
+    qdrant-client local mode locks its directory, so a second client there would fail. The
+    caller must not close a store that shares ``beside``'s client (closing it would close the
+    shared client): only ``beside`` closes it. ``name`` must already be validated as a safe
+    directory name."""
+    if config.qdrant_url or config.qdrant_path:
+        import msgspec
+
+        from sidecar.store.qdrant import QdrantStore
+
+        store = QdrantStore(msgspec.structs.replace(config, collection=name))
+        client = getattr(beside, "client", None) if beside is not None else None
+        if client is not None:
+            store._client = client  # open() keeps a client it already has
+        return store
+    from sidecar.store.edge import EdgeStore
+
+    return EdgeStore(config.data_path() / "edge" / name, collection=name)
