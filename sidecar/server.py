@@ -221,6 +221,9 @@ class Server:
             raise StartupError("journal", str(exc), 4) from None
         self.app.attach_store(store, queue)
         with anyio.move_on_after(self.config.admin_timeout_ms / 1000):
+            from sidecar.rpc.kv import open_journaled
+
+            await open_journaled(self.app)  # kv collections that queued writes name
             await queue.replay()
 
     def announce_ready(self) -> None:
@@ -414,6 +417,10 @@ class Server:
                         await model.aclose()
             if self.app.queue is not None:
                 self.app.queue.close()
+            from sidecar.rpc.kv import close_all
+
+            with anyio.move_on_after(self.config.admin_timeout_ms / 1000):
+                await close_all(self.app)  # kv namespaces' embedded shards
             store = self.app._store
             if store is not None:
                 try:

@@ -38,6 +38,9 @@ async def sweep_once(app: App) -> int | None:
         stats.swept += deleted
     logger.info("TTL sweep: {} expired memories deleted{}", deleted if deleted is not None
                 else "?", " (queued)" if queued else "")
+    from sidecar.rpc.kv import sweep_all  # kv.* namespaces expire the same way
+
+    await sweep_all(app)
     return deleted
 
 
