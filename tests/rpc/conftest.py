@@ -57,11 +57,12 @@ class Rpc:
 
 
 def start(kind: str, root: Path, *args: str, seed: Sequence[engines.RawPoint] | None = None,
-          dimension: int | None = None) -> Rpc:
+          dimension: int | None = None, env: dict[str, str] | None = None) -> Rpc:
     if seed is not None:
         assert dimension is not None
         engines.seed(kind, root, dimension, seed)
-    return Rpc(Memoryd(root, *args, env=engines.memoryd_env(kind, root)), kind, root)
+    full_env = {**engines.memoryd_env(kind, root), **(env or {})}
+    return Rpc(Memoryd(root, *args, env=full_env), kind, root)
 
 
 @pytest.fixture(scope="module", params=engines.STORES)
@@ -84,14 +85,15 @@ def rpc(request: pytest.FixtureRequest, store_kind: str) -> Iterator[Rpc]:
 
 @pytest.fixture
 def fresh(store_kind: str, short_tmp: Path) -> Iterator[Callable[..., Rpc]]:
-    """``fresh(*args, seed=None, dimension=None)``: a memoryd of this test's own."""
+    """``fresh(*args, seed=None, dimension=None, env=None)``: a memoryd of this test's own
+    (``seed`` is written with the engine first; ``env`` adds MEMORYD_* settings)."""
     started: list[Rpc] = []
 
     def make(*args: str, seed: Sequence[engines.RawPoint] | None = None,
-             dimension: int | None = None) -> Rpc:
+             dimension: int | None = None, env: dict[str, str] | None = None) -> Rpc:
         root = short_tmp / f"m{len(started)}"
         root.mkdir()
-        client = start(store_kind, root, *args, seed=seed, dimension=dimension)
+        client = start(store_kind, root, *args, seed=seed, dimension=dimension, env=env)
         started.append(client)
         return client
 
