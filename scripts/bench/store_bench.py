@@ -1,0 +1,384 @@
+"""Store benchmark: the embedded store through memoryd against the same engine in-process.
+
+    python scripts/bench/store_bench.py [--sizes 10000,100000] [--dim 384] [--batch 500]
+                                        [--queries 200] [--health-seconds 10] [--no-optimize]
+                                        [--json]
+
+For each size N, the same N memories (random ``--dim`` vectors, memoryd's payload shape, eight
+categories) are loaded and measured twice:
+
+- **memoryd**: a real ``memoryd serve`` process on a fresh data directory (embedded store, no
+  embedder: vectors are sent with the requests), driven over its Unix socket;
+- **in-process**: qdrant-edge called directly in this process (same payloads, same payload
+  indexes, same filters, and for ``list`` the same store calls memoryd makes).
+
+Measured: save-with-vector batches (median batch latency, memories/s), filtered search
+(category any-of two, default namespace, limit 10, p50/p99), list (newest 100, p50), stats
+(p50). The table shows the ratio memoryd/in-process of the medians. Then ``system.health``
+p99 while other connections search and save flat out (target < 50 ms), and, unless
+``--no-optimize``, the HNSW trade-off in-process: build time, search latency exact vs
+indexed, and recall@10 of the index against exact search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import qdrant_edge as qe
+
+from sidecar.app import PAYLOAD_INDEXES
+from sidecar.domain import queries
+from sidecar.store.filters_edge import to_edge
+
+CATEGORIES = ["conversation", "fact", "preference", "task", "decision", "relationship",
+              "note", "pattern"]
+SEARCH_CATEGORIES = ["fact", "note"]
+NAMESPACE = "default"
+
+
+# -- data ------------------------------------------------------------------------------------
+class Data:
+    """N memories: vectors (rounded to 4 decimals, as a JSON client would send them) and
+    the fields of each memory."""
+
+    def __init__(self, count: int, dim: int, seed: int = 7) -> None:
+        rng = np.random.default_rng(seed)
+        self.vectors = np.round(rng.standard_normal((count, dim), dtype=np.float32), 4)
+        self.categories = [CATEGORIES[i % len(CATEGORIES)] for i in range(count)]
+        self.queries = np.round(rng.standard_normal((1000, dim), dtype=np.float32), 4)
+
+    def memory(self, i: int) -> dict[str, Any]:
+        return {"category": self.categories[i], "content": f"memory number {i} of the bench",
+                "metadata": {"tags": [f"t{i % 13}"]}}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+# -- memoryd over its socket -----------------------------------------------------------------
+class Client:
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.file = self.sock.makefile("rb")
+        self.next_id = 0
+
+    def call(self, method: str, params: Any = None) -> Any:
+        self.next_id += 1
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        if params is not None:
+            request["params"] = params
+        self.sock.sendall(msgspec.json.encode(request) + b"\n")
+        reply = msgspec.json.decode(self.file.readline())
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+class Memoryd:
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.socket = root / "run" / "memoryd.sock"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYD_")}
+        env.update(MEMORYD_EMBEDDING__PROVIDER="none", MEMORYD_SWEEP_INTERVAL="0",
+                   XDG_CONFIG_HOME=str(root / "config"), MEMORYD_LOG_LEVEL="WARNING")
+        self.log = (root / "memoryd.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", "serve", "--spawned", "--socket",
+             str(self.socket), "--data-dir", str(root / "data")],
+            stdout=subprocess.PIPE, stderr=self.log, env=env,
+            cwd=str(Path(__file__).resolve().parents[2]))
+        assert self.proc.stdout is not None
+        ready = msgspec.json.decode(self.proc.stdout.readline() or b"null")
+        if not ready or ready.get("method") != "system.ready":
+            raise RuntimeError(f"memoryd did not start: {ready}; see {root / 'memoryd.log'}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=120)
+        self.log.close()
+
+
+def search_params(vector: list[float]) -> dict[str, Any]:
+    return {"query": "bench", "vector": vector, "category": SEARCH_CATEGORIES, "limit": 10,
+            "threshold": 0.0}
+
+
+def bench_memoryd(data: Data, count: int, args: argparse.Namespace, root: Path
+                  ) -> dict[str, Any]:
+    server = Memoryd(root)
+    client = Client(server.socket)
+    try:
+        batch_ms = []
+        for start in range(0, count, args.batch):
+            inputs = [{**data.memory(i), "vector": data.vectors[i].tolist()}
+                      for i in range(start, min(count, start + args.batch))]
+            batch_ms.append(timed(lambda inputs=inputs: client.call(
+                "memory.saveBatch", {"inputs": inputs})))
+        out = saves(batch_ms, count)
+        qs = [data.queries[i].tolist() for i in range(args.queries)]
+        client.call("memory.search", search_params(qs[0]))  # warm
+        out["search"] = latencies([timed(lambda q=q: client.call("memory.search",
+                                                                search_params(q)))
+                                   for q in qs])
+        out["list"] = latencies([timed(lambda: client.call("memory.list", {"limit": 100}))
+                                 for _ in range(args.small_runs)])
+        out["stats"] = latencies([timed(lambda: client.call("memory.stats"))
+                                  for _ in range(args.small_runs)])
+        assert client.call("memory.stats")["total"] == count
+        out["health"] = health_under_load(server.socket, data, args)
+        return out
+    finally:
+        client.close()
+        server.stop()
+
+
+def _load_worker(kind: str, path: str, dim: int, stop: Any, done: Any) -> None:
+    client = Client(Path(path))
+    rng = np.random.default_rng(os.getpid())
+    while not stop.is_set():
+        if kind == "search":
+            client.call("memory.search", search_params(
+                np.round(rng.standard_normal(dim), 4).tolist()))
+        else:
+            client.call("memory.saveBatch", {"inputs": [
+                {"category": "note", "content": "load", "vector":
+                 np.round(rng.standard_normal(dim), 4).tolist()} for _ in range(10)]})
+        with done.get_lock():
+            done.value += 1
+    client.close()
+
+
+def health_under_load(path: Path, data: Data, args: argparse.Namespace) -> dict[str, Any]:
+    """system.health latency on its own connection while ``--searchers`` connections search
+    and ``--writers`` connections save batches of 10, each back to back."""
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    counts = {k: ctx.Value("i", 0) for k in ("search", "save")}
+    workers = [ctx.Process(target=_load_worker, args=(kind, str(path), data.vectors.shape[1],
+                                                      stop, counts[kind]))
+               for kind in ["search"] * args.searchers + ["save"] * args.writers]
+    for worker in workers:
+        worker.start()
+    client = Client(path)
+    try:
+        while counts["search"].value < args.searchers or counts["save"].value < args.writers:
+            time.sleep(0.01)  # every load connection is up and busy before measuring
+        before = {k: v.value for k, v in counts.items()}
+        samples = []
+        deadline = time.monotonic() + args.health_seconds
+        while time.monotonic() < deadline:
+            samples.append(timed(lambda: client.call("system.health")))
+            time.sleep(0.01)
+        after = {k: v.value for k, v in counts.items()}
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=60)
+        client.close()
+    return {"p50": statistics.median(samples), "p99": percentile(samples, 0.99),
+            "max": max(samples), "samples": len(samples),
+            "searchesPerSecond": (after["search"] - before["search"]) / args.health_seconds,
+            "savedPerSecond": 10 * (after["save"] - before["save"]) / args.health_seconds}
+
+
+# -- the same engine, in this process ---------------------------------------------------------
+def _schema(key: str, schema: str) -> Any:
+    return (qe.PayloadSchemaType.Keyword if schema == "keyword"
+            else qe.IntegerIndexParams(lookup=True, range=True))
+
+
+def bench_inprocess(data: Data, count: int, args: argparse.Namespace, root: Path
+                    ) -> dict[str, Any]:
+    shard = qe.EdgeShard.create(str(root / "shard"), qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=data.vectors.shape[1], distance=qe.Distance.Cosine)))
+    for index in PAYLOAD_INDEXES:
+        shard.update(qe.UpdateOperation.create_field_index(
+            index.key, _schema(index.key, index.schema)))
+    try:
+        batch_ms = []
+        for start in range(0, count, args.batch):
+            def save(start: int = start) -> None:
+                now = time.time_ns() // 1_000_000
+                shard.update(qe.UpdateOperation.upsert_points([
+                    qe.Point(str(uuid.uuid4()), data.vectors[i].tolist(), {
+                        "type": "memory", **data.memory(i), "createdAt": now,
+                        "accessedAt": now, "expiresAt": 0, "namespace": NAMESPACE})
+                    for i in range(start, min(count, start + args.batch))]))
+            batch_ms.append(timed(save))
+        out = saves(batch_ms, count)
+        search_filter = to_edge(queries.search_filter(NAMESPACE, category=SEARCH_CATEGORIES))
+        qs = [data.queries[i].tolist() for i in range(args.queries)]
+
+        def search(q: list[float]) -> list[Any]:
+            return shard.query(qe.QueryRequest(
+                limit=10, query=qe.Query.Nearest(q), filter=search_filter, with_payload=True,
+                with_vector=False, score_threshold=0.0))
+
+        search(qs[0])
+        out["search"] = latencies([timed(lambda q=q: search(q)) for q in qs])
+        out["list"] = latencies([timed(lambda: list_newest(shard)) for _ in range(args.small_runs)])
+        memory_filter = to_edge(queries.all_memories_filter())
+
+        def stats() -> None:
+            shard.count(qe.CountRequest(exact=True, filter=None))
+            shard.facet(qe.FacetRequest("type", limit=1000, exact=True, filter=None))
+            shard.facet(qe.FacetRequest("category", limit=1000, exact=True,
+                                        filter=memory_filter))
+
+        out["stats"] = latencies([timed(stats) for _ in range(args.small_runs)])
+        if args.optimize:
+            out["hnsw"] = hnsw_tradeoff(shard, search, qs, out["search"])
+        return out
+    finally:
+        shard.close()
+
+
+def list_newest(shard: Any) -> None:
+    """The store calls memoryd's ``memory.list`` makes for the newest 100: one ordered scroll,
+    then the whole group of the last createdAt (count + scroll) so ties order by id."""
+    base = queries.list_filter(NAMESPACE)
+    order = qe.OrderBy("createdAt", qe.Direction.Desc)
+    page, _ = shard.scroll(qe.ScrollRequest(limit=100, filter=to_edge(
+        queries.created_at_window(base)), with_payload=True, order_by=order))
+    if len(page) == 100:
+        last = page[-1].payload["createdAt"]
+        ties = to_edge(queries.created_at_window(base, exactly=last))
+        total = shard.count(qe.CountRequest(exact=True, filter=ties))
+        shard.scroll(qe.ScrollRequest(limit=total, filter=ties, with_payload=True))
+
+
+def hnsw_tradeoff(shard: Any, search: Callable[[list[float]], list[Any]],
+                  qs: list[list[float]], exact: dict[str, float]) -> dict[str, Any]:
+    truth = [{str(p.id) for p in search(q)} for q in qs]
+    build_s = timed(shard.optimize) / 1000
+    indexed = shard.info().indexed_vectors_count
+    search(qs[0])
+    approx = latencies([timed(lambda q=q: search(q)) for q in qs])
+    found = [{str(p.id) for p in search(q)} for q in qs]
+    recall = statistics.mean(len(a & b) / max(1, len(a)) for a, b in zip(truth, found,
+                                                                          strict=True))
+    return {"buildSeconds": build_s, "indexedVectors": indexed, "exact": exact,
+            "indexed": approx, "recallAt10": recall}
+
+
+# -- reporting ---------------------------------------------------------------------------------
+def saves(batch_ms: list[float], count: int) -> dict[str, Any]:
+    return {"saveBatchMs": statistics.median(batch_ms),
+            "savedPerSecond": count / (sum(batch_ms) / 1000)}
+
+
+def latencies(samples: list[float]) -> dict[str, float]:
+    return {"p50": statistics.median(samples), "p99": percentile(samples, 0.99)}
+
+
+def table(results: dict[int, dict[str, Any]], args: argparse.Namespace) -> str:
+    rows = ["| N | operation | memoryd | in-process | ratio (memoryd time / in-process) |",
+            "|---|---|---|---|---|"]
+    for size, r in results.items():
+        md, ip = r["memoryd"], r["inprocess"]
+        rows.append(f"| {size:,} | saveBatch ×{args.batch} (median ms) | "
+                    f"{md['saveBatchMs']:.1f} | {ip['saveBatchMs']:.1f} | "
+                    f"{md['saveBatchMs'] / ip['saveBatchMs']:.2f} |")
+        rows.append(f"| {size:,} | saved memories/s | {md['savedPerSecond']:,.0f} | "
+                    f"{ip['savedPerSecond']:,.0f} | "
+                    f"{ip['savedPerSecond'] / md['savedPerSecond']:.2f} |")
+        for op in ("search", "list", "stats"):
+            label = {"search": "filtered search", "list": "list newest 100",
+                     "stats": "stats"}[op]
+            rows.append(f"| {size:,} | {label} p50 ms (p99) | {md[op]['p50']:.2f} "
+                        f"({md[op]['p99']:.2f}) | {ip[op]['p50']:.2f} ({ip[op]['p99']:.2f}) "
+                        f"| {md[op]['p50'] / ip[op]['p50']:.2f} |")
+    rows.append("")
+    rows.append("| N | system.health under load: p50 / p99 / max ms | samples | "
+                "searches/s | saved/s |")
+    rows.append("|---|---|---|---|---|")
+    for size, r in results.items():
+        h = r["memoryd"]["health"]
+        rows.append(f"| {size:,} | {h['p50']:.1f} / {h['p99']:.1f} / {h['max']:.1f} | "
+                    f"{h['samples']} | {h['searchesPerSecond']:.0f} | "
+                    f"{h['savedPerSecond']:.0f} |")
+    if any("hnsw" in r["inprocess"] for r in results.values()):
+        rows.append("")
+        rows.append("| N | HNSW build s | indexed vectors | search p50/p99 ms exact | "
+                    "search p50/p99 ms HNSW | recall@10 |")
+        rows.append("|---|---|---|---|---|---|")
+        for size, r in results.items():
+            h = r["inprocess"].get("hnsw")
+            if h:
+                rows.append(f"| {size:,} | {h['buildSeconds']:.1f} | {h['indexedVectors']:,} | "
+                            f"{h['exact']['p50']:.2f} / {h['exact']['p99']:.2f} | "
+                            f"{h['indexed']['p50']:.2f} / {h['indexed']['p99']:.2f} | "
+                            f"{h['recallAt10']:.3f} |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--small-runs", type=int, default=30, help="list/stats repetitions")
+    parser.add_argument("--health-seconds", type=float, default=10.0)
+    parser.add_argument("--searchers", type=int, default=2)
+    parser.add_argument("--writers", type=int, default=1)
+    parser.add_argument("--no-optimize", dest="optimize", action="store_false")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: dict[int, dict[str, Any]] = {}
+    for size in sizes:
+        data = Data(size, args.dim)
+        root = Path(tempfile.mkdtemp(prefix="md-bench-", dir="/tmp"))
+        try:
+            print(f"N={size:,}: memoryd ...", file=sys.stderr, flush=True)
+            memoryd = bench_memoryd(data, size, args, root / "memoryd")
+            print(f"N={size:,}: in-process ...", file=sys.stderr, flush=True)
+            inprocess = bench_inprocess(data, size, args, root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        results[size] = {"memoryd": memoryd, "inprocess": inprocess}
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(f"dim {args.dim}, {os.cpu_count()} CPUs, {args.queries} searches, "
+              f"list/stats ×{args.small_runs}, health for {args.health_seconds:g} s with "
+              f"{args.searchers} searching + {args.writers} saving connections")
+        print(table(results, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
