@@ -279,7 +279,9 @@ class WriteQueue:
         front = batch[0]
         store = self.stores.get(front.collection)
         if store is None:
-            raise errors.InternalError(f"no store for collection {front.collection}")
+            # Not dropped: it waits (in order) until that collection's store is registered.
+            raise errors.BackendUnavailable(f"no store registered for collection "
+                                            f"{front.collection} yet")
         if front.op == "upsert":
             latest: dict[str, Point] = {}
             for p in batch:
