@@ -143,6 +143,7 @@ class Server:
         self.parent: lifecycle.ParentWatch | None = None
         self.idle_since: float | None = time.monotonic()
         self.pending = 0  # lines being answered, reply write included
+        self.store_connected = True  # False after a degraded start (server store down)
         self.quiet = anyio.Event()  # set when draining and nothing is pending (or forced)
 
     # ---- startup
@@ -188,21 +189,53 @@ class Server:
     async def open_store(self) -> None:
         from sidecar.store import open_store
 
+        store = open_store(self.config)
         try:
-            store = open_store(self.config)
-            with anyio.fail_after(self.config.admin_timeout_ms / 1000):
-                await store.open()
-                if store.dimension is not None:
-                    # A collection made by legacy code lacks indexes memoryd relies on (facet
-                    # on type, order by updatedAt); adding them is additive, no result changes.
-                    from sidecar.app import PAYLOAD_INDEXES
-
-                    await store.ensure_collection(store.dimension, PAYLOAD_INDEXES)
+            await self.connect_store(store)
         except (errors.MemorydError, OSError, TimeoutError) as exc:
             message = exc.message if isinstance(exc, errors.MemorydError) else str(exc)
             self.app.store_error = message
-            raise StartupError("store", f"cannot open the store: {message}", 4) from None
+            # A Qdrant server that is down is an outage, not a broken memoryd: serve degraded
+            # and connect in the background (a supervisor restarting memoryd for it would only
+            # cascade the outage). A local store that cannot open is a real error.
+            remote_outage = self.config.qdrant_url and isinstance(
+                exc, errors.BackendUnavailable | errors.Timeout | TimeoutError)
+            if not remote_outage:
+                raise StartupError("store", f"cannot open the store: {message}", 4) from None
+            logger.warning("Qdrant is unreachable ({}): serving degraded, connecting in the "
+                           "background", message)
+            self.store_connected = False
         await self.attach_journaled(store)
+
+    async def connect_store(self, store: Store) -> None:
+        with anyio.fail_after(self.config.admin_timeout_ms / 1000):
+            await store.open()
+            dimension = store.dimension or self.config.dimension
+            if dimension is not None:
+                # Creates the collection when the dimension is configured; on an existing
+                # (legacy) collection adds the indexes memoryd relies on (facet on type, order
+                # by updatedAt) -- additive, no result changes.
+                from sidecar.app import PAYLOAD_INDEXES
+
+                await store.ensure_collection(dimension, PAYLOAD_INDEXES)
+
+    async def _connect_in_background(self) -> None:
+        """After a degraded start: retry the store with growing delays until it answers."""
+        assert self.app.resilient is not None
+        store = self.app.resilient.inner
+        delay = 0.5
+        while True:
+            await anyio.sleep(delay)
+            try:
+                await self.connect_store(store)
+            except (errors.MemorydError, OSError, TimeoutError) as exc:
+                self.app.store_error = getattr(exc, "message", str(exc))
+                delay = min(delay * 2, 30.0)
+                continue
+            self.app.store_error = None
+            self.store_connected = True
+            logger.info("the store is reachable: connected")
+            return
 
     async def attach_journaled(self, store: Store) -> None:
         """Open the write journal and replay what it still holds before ready (bounded; a
@@ -220,6 +253,8 @@ class Server:
                 await store.close()
             raise StartupError("journal", str(exc), 4) from None
         self.app.attach_store(store, queue)
+        if not self.store_connected:
+            return  # nothing to replay into yet: the applier does it once the store answers
         with anyio.move_on_after(self.config.admin_timeout_ms / 1000):
             from sidecar.rpc.kv import open_journaled
 
@@ -240,6 +275,8 @@ class Server:
             tg.start_soon(self._accept_loop, tg)
             if self.app.queue is not None:
                 tg.start_soon(self.app.queue.run)  # applies (and replays) journaled writes
+            if not self.store_connected:
+                tg.start_soon(self._connect_in_background)
             tg.start_soon(sweeper.run, self.app)
             if self.app.embedder is not None:
                 # the local model loads here, after ready, never on the start-up path

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.fakes.proxy import CutProxy
-from tests.fakes.qdrant_rest import FakeQdrantProcess
 from tests.support import Memoryd, RawClient
 
 DIM = 4
@@ -44,20 +41,6 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
     while not check():
         assert time.monotonic() < end, f"timed out waiting for {what}"
         time.sleep(0.05)
-
-
-@pytest.fixture
-def fake_qdrant(short_tmp: Path) -> Iterator[FakeQdrantProcess]:
-    fake = FakeQdrantProcess(short_tmp / "fake-qdrant")
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def proxy(fake_qdrant: FakeQdrantProcess) -> Iterator[CutProxy]:
-    cut = CutProxy(fake_qdrant.port)
-    yield cut
-    cut.close()
 
 
 def start(factory: Any, proxy: CutProxy, **env: str) -> Memoryd:
