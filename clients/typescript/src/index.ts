@@ -28,3 +28,4 @@ export { Supervisor, StartupFailure } from "./supervisor.js";
 export type { ReadyInfo, SupervisorOptions, SupervisorState } from "./supervisor.js";
 export { stderrLogger, silentLogger } from "./log.js";
 export type { Logger } from "./log.js";
+export { SidecarKV, PluginCacheBackend, KV_BATCH, type KVCaller, type KVHost, type KVEntry, type KVListedEntry, type KVStamp, type KVWriteOptions, type KVItem, type KVListOptions, type KVPage, type PluginMemoryEntry, type PluginSaveResult } from "./kv.js";
