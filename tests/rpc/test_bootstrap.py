@@ -1,9 +1,9 @@
 """Collection bootstrap over the socket, on both stores.
 
 The dimension comes from the config, else from an existing collection, else from the first
-vector written. A new collection is Cosine with the §4 payload indexes; an existing one is
-never recreated or altered in size: a mismatch refuses writes (``dimension_mismatch``) and
-makes ``system.health`` degraded with the reason.
+vector written (a configured one creates the collection at start). A new collection is Cosine
+with the §4 payload indexes; an existing one is never recreated or altered in size: a mismatch
+refuses writes (``dimension_mismatch``) and makes ``system.health`` degraded with the reason.
 """
 
 from __future__ import annotations
@@ -68,11 +68,16 @@ def test_first_vector_creates_the_collection(fresh: Callable[..., Rpc]) -> None:
 def test_configured_dimension_comes_first(fresh: Callable[..., Rpc]) -> None:
     rpc = fresh("--dimension", "8")
     assert rpc.result("system.hello")["dimension"] == 8
+    # a configured dimension creates the collection when memoryd opens the store
+    store = store_check(rpc)
+    assert (store["ok"], store["exists"], store["dimension"], store["points"]) == (
+        True, True, 8, 0)
     assert mismatch(rpc, 4) == (8, 4)
-    assert store_check(rpc)["exists"] is False  # a refused write creates nothing
+    assert store_check(rpc)["points"] == 0  # the refused write wrote nothing
     rpc.result("memory.save", save(8))
-    assert store_check(rpc)["dimension"] == 8
-    assert rpc.collection().dimension == 8
+    assert store_check(rpc)["points"] == 1
+    stored = rpc.collection()
+    assert (stored.distance, stored.dimension, len(stored.records)) == ("cosine", 8, 1)
 
 
 def test_existing_collection_gives_the_dimension(fresh: Callable[..., Rpc]) -> None:
