@@ -38,7 +38,9 @@ FiniteFloat = Annotated[float, Meta(ge=-_MAX, le=_MAX)]
 Vector = Annotated[list[FiniteFloat], Meta(min_length=1)]
 
 Unit = Annotated[float, Meta(ge=0, le=1)]
-Millis = Annotated[int, Meta(ge=0)]
+# Integers as JavaScript holds them exactly (Number.MAX_SAFE_INTEGER); also keeps
+# createdAt + ttl inside int64.
+Millis = Annotated[int, Meta(ge=0, le=2**53 - 1)]
 NonNegInt = Annotated[int, Meta(ge=0)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]

@@ -143,7 +143,6 @@ class Server:
         self.parent: lifecycle.ParentWatch | None = None
         self.idle_since: float | None = time.monotonic()
         self.pending = 0  # lines being answered, reply write included
-        self.store_connected = True  # False after a degraded start (server store down)
         self.quiet = anyio.Event()  # set when draining and nothing is pending (or forced)
 
     # ---- startup
@@ -204,7 +203,7 @@ class Server:
                 raise StartupError("store", f"cannot open the store: {message}", 4) from None
             logger.warning("Qdrant is unreachable ({}): serving degraded, connecting in the "
                            "background", message)
-            self.store_connected = False
+            self.app.store_connected = False
         await self.attach_journaled(store)
 
     async def connect_store(self, store: Store) -> None:
@@ -219,8 +218,9 @@ class Server:
 
                 await store.ensure_collection(dimension, PAYLOAD_INDEXES)
 
-    async def _connect_in_background(self) -> None:
-        """After a degraded start: retry the store with growing delays until it answers."""
+    async def _connect_in_background(self, tg: anyio.abc.TaskGroup) -> None:
+        """After a degraded start: retry the store with growing delays until it answers,
+        then open the collections queued writes name and start applying the journal."""
         assert self.app.resilient is not None
         store = self.app.resilient.inner
         delay = 0.5
@@ -232,10 +232,16 @@ class Server:
                 self.app.store_error = getattr(exc, "message", str(exc))
                 delay = min(delay * 2, 30.0)
                 continue
-            self.app.store_error = None
-            self.store_connected = True
-            logger.info("the store is reachable: connected")
-            return
+            break
+        self.app.store_error = None
+        self.app.store_connected = True
+        logger.info("the store is reachable: connected")
+        if self.app.queue is not None:
+            from sidecar.rpc.kv import open_journaled
+
+            await open_journaled(self.app)  # kv collections that queued writes name
+            self.app.queue.stalled = False  # the applier sets it again if the store refuses
+            tg.start_soon(self.app.queue.run)
 
     async def attach_journaled(self, store: Store) -> None:
         """Open the write journal and replay what it still holds before ready (bounded; a
@@ -253,8 +259,12 @@ class Server:
                 await store.close()
             raise StartupError("journal", str(exc), 4) from None
         self.app.attach_store(store, queue)
-        if not self.store_connected:
-            return  # nothing to replay into yet: the applier does it once the store answers
+        if not self.app.store_connected:
+            # nothing to replay into yet (done once the store answers); writes meanwhile
+            # are journaled and answered queued at once
+            queue.stalled = True
+            queue.last_error = self.app.store_error
+            return
         with anyio.move_on_after(self.config.admin_timeout_ms / 1000):
             from sidecar.rpc.kv import open_journaled
 
@@ -273,10 +283,10 @@ class Server:
         assert self.listener is not None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._accept_loop, tg)
-            if self.app.queue is not None:
+            if not self.app.store_connected:
+                tg.start_soon(self._connect_in_background, tg)
+            elif self.app.queue is not None:
                 tg.start_soon(self.app.queue.run)  # applies (and replays) journaled writes
-            if not self.store_connected:
-                tg.start_soon(self._connect_in_background)
             tg.start_soon(sweeper.run, self.app)
             if self.app.embedder is not None:
                 # the local model loads here, after ready, never on the start-up path

@@ -31,6 +31,7 @@ store per collection, then ``writer(name)`` and ``view(name)``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -144,7 +145,7 @@ class _Pending:
     """A journaled write not yet applied. The body stays encoded (memory ≈ journal size)."""
 
     __slots__ = ("at", "body", "collection", "error", "ids", "op", "queued", "result", "seq",
-                 "settled")
+                 "settled", "waiting")
 
     def __init__(self, seq: int, entry: Entry, body: bytes) -> None:
         self.seq = seq
@@ -155,6 +156,7 @@ class _Pending:
         self.ids = [p.id for p in entry.points] if entry.op == "upsert" else list(entry.ids)
         self.settled = anyio.Event()  # applied, rejected, or known to be only queued
         self.queued = False
+        self.waiting = False  # its writer still waits for the outcome (nothing acknowledged)
         self.result: int | None = None
         self.error: errors.MemorydError | None = None
 
@@ -184,6 +186,7 @@ class WriteQueue:
         self.applied_calls = 0
         self.queued_replies = 0
         self.rejected = 0
+        self.set_aside = 0  # acknowledged writes the store refused, kept in rejected.jsonl
         self.replayed_at_start = 0
 
     @classmethod
@@ -246,8 +249,10 @@ class WriteQueue:
             budget = self.config.write_timeout_ms / 1000
             if request is not None:
                 budget = min(budget, request.remaining())
+            p.waiting = True
             with anyio.move_on_after(budget):
                 await p.settled.wait()
+            p.waiting = False
         if p.error is not None:
             raise p.error
         if p.settled.is_set() and not p.queued:
@@ -341,12 +346,29 @@ class WriteQueue:
 
     def _reject(self, p: _Pending, exc: errors.MemorydError) -> None:
         self.rejected += 1
-        if p.settled.is_set():
-            logger.error("journal: the store rejected queued write seq {} ({} {}): {}; it is "
-                         "dropped", p.seq, p.op, p.collection, exc.message)
+        if p.waiting and not p.settled.is_set():
+            p.error = exc  # its writer is still waiting: it gets the error, nothing was acked
         else:
-            p.error = exc
+            self._set_aside(p, exc)
         self._done([p], applied=False)
+
+    def _set_aside(self, p: _Pending, exc: errors.MemorydError) -> None:
+        """An acknowledged write (queued, or replayed from the journal) that the store now
+        refuses is never dropped: it goes to ``journal/rejected.jsonl`` (fsync'd) for a
+        person to look at, and the queue moves on instead of wedging behind it."""
+        path = self.journal.directory / "rejected.jsonl"
+        record = {"seq": p.seq, "collection": p.collection, "op": p.op, "at": p.at,
+                  "error": exc.message, "rejectedAt": int(time.time() * 1000),
+                  "entry": msgspec.to_builtins(p.entry())}
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, msgspec.json.encode(record) + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.set_aside += 1
+        logger.error("journal: the store refused acknowledged write seq {} ({} {}): {}; kept "
+                     "in {}", p.seq, p.op, p.collection, exc.message, path)
 
     def _done(self, batch: list[_Pending], *, applied: bool = True) -> None:
         for p in batch:
@@ -432,6 +454,7 @@ class WriteQueue:
             "applyCalls": self.applied_calls,
             "queuedReplies": self.queued_replies,
             "rejected": self.rejected,
+            "setAside": self.set_aside,
             "replayedAtStart": self.replayed_at_start,
             **self.journal.stats(),
         }

@@ -42,6 +42,10 @@ class QdrantStore(Store):
         self._client_kwargs = client_kwargs
         self._client: Any = None
         self._dimension: int | None = None
+        # Until open() has reached the server once, "no dimension" means "not connected",
+        # not "no collection": every call must then fail as retryable, never succeed empty
+        # (a delete that did nothing, a load that found nothing) or be rejected for good.
+        self._opened = False
 
     # ---- plumbing
     def _connect_kwargs(self) -> dict[str, Any]:
@@ -90,12 +94,18 @@ class QdrantStore(Store):
         if self._client is None:
             self._client = AsyncQdrantClient(**self._connect_kwargs())
         self._dimension = await self._read_dimension()
+        self._opened = True
+
+    def _require_open(self) -> None:
+        if not self._opened:
+            raise errors.BackendUnavailable("not connected to the Qdrant server yet")
 
     @property
     def dimension(self) -> int | None:
         return self._dimension
 
     async def ensure_collection(self, dimension: int, indexes: Sequence[PayloadIndex]) -> None:
+        self._require_open()
         from qdrant_client import models
 
         existing = await self._read_dimension()
@@ -129,6 +139,7 @@ class QdrantStore(Store):
             raise errors.DimensionMismatch(self._dimension, len(vector))
 
     async def upsert(self, points: Sequence[Point]) -> None:
+        self._require_open()
         from qdrant_client import models
 
         if not points:
@@ -146,6 +157,7 @@ class QdrantStore(Store):
                 wait=True)
 
     async def retrieve(self, ids: Sequence[str], *, with_vector: bool = False) -> list[Record]:
+        self._require_open()
         check_ids(ids)
         if not ids or self._dimension is None:
             return []
@@ -156,6 +168,7 @@ class QdrantStore(Store):
                 for r in found]
 
     async def delete(self, ids: Sequence[str]) -> None:
+        self._require_open()
         from qdrant_client import models
 
         check_ids(ids)
@@ -175,6 +188,7 @@ class QdrantStore(Store):
         score_threshold: float | None = None,
         with_vector: bool = False,
     ) -> list[ScoredRecord]:
+        self._require_open()
         from sidecar.store.filters_qdrant import to_qdrant
 
         self._check_vector(vector)
@@ -197,6 +211,7 @@ class QdrantStore(Store):
         with_payload: bool = True,
         with_vector: bool = False,
     ) -> list[Record]:
+        self._require_open()
         from qdrant_client import models
 
         from sidecar.store.filters_qdrant import to_qdrant
@@ -217,6 +232,7 @@ class QdrantStore(Store):
                        _vector(r.vector) if with_vector else None) for r in found]
 
     async def count(self, filter: Filter | None) -> int:
+        self._require_open()
         from sidecar.store.filters_qdrant import to_qdrant
 
         if self._dimension is None:
@@ -228,6 +244,7 @@ class QdrantStore(Store):
         return int(result.count)
 
     async def facet(self, key: str, filter: Filter | None, limit: int) -> dict[str, int]:
+        self._require_open()
         from sidecar.store.filters_qdrant import to_qdrant
 
         if self._dimension is None:
@@ -239,6 +256,7 @@ class QdrantStore(Store):
         return {str(hit.value): int(hit.count) for hit in result.hits}
 
     async def info(self) -> StoreInfo:
+        self._require_open()
         async with self._mapped():
             exists = await self.client.collection_exists(self.collection)
             info = await self.client.get_collection(self.collection) if exists else None

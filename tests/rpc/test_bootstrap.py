@@ -48,6 +48,13 @@ def test_first_vector_creates_the_collection(fresh: Callable[..., Rpc]) -> None:
     assert rpc.result("memory.get", {"id": SEEDED[0][0]}) is None
     assert rpc.result("memory.stats")["total"] == 0
     assert rpc.result("conversation.findRecent", {}) is None
+    # a search does not fix the dimension of a new store either
+    assert rpc.result("memory.search", {"query": "q", "vector": [1.0, 0.0]}) == []
+    assert rpc.result("persona.searchAll", {"query": "q", "vector": [1.0, 0.0]}) == []
+    # vectors of different lengths in one request: refused before anything is created
+    error = rpc.error("memory.saveBatch", {"inputs": [save(3), save(5)]})
+    assert error["data"]["kind"] == "validation" and error["data"]["errors"][0]["path"] == (
+        "$.vector")
     assert store_check(rpc)["exists"] is False
 
     rpc.result("memory.save", save(6))

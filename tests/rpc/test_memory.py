@@ -155,6 +155,14 @@ def test_non_uuid_ids_are_validation_errors(rpc: Rpc, method: str, params: Any) 
     assert error["data"]["errors"][0]["path"].startswith(("$.id", "$.ids[1]", "$.before.id"))
 
 
+@pytest.mark.parametrize("ttl", [-1, 2**53, 2**64 - 1])
+def test_ttl_out_of_range_is_a_validation_error(rpc: Rpc, ttl: int) -> None:
+    error = rpc.error("memory.save", mem("ttl", namespace="ttl-range", ttl=ttl))
+    assert error["data"]["kind"] == "validation"
+    assert error["data"]["errors"][0]["path"] == "$.ttl"
+    assert rpc.result("memory.list", {"namespace": "ttl-range"}) == []
+
+
 def test_get_many(rpc: Rpc) -> None:
     a = rpc.result("memory.save", mem("a", namespace="many"))
     b = rpc.result("memory.save", mem("b", namespace="many"))
