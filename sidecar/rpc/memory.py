@@ -82,7 +82,8 @@ async def search_memories(
     app: App, text: str, supplied: Any, filter: Filter, *, limit: int,
     threshold: float | None, with_vector: bool = False,
 ) -> list[MemorySearchResult]:
-    [vector] = await app.vectors([text], [None if supplied is UNSET else supplied])
+    [vector] = await app.vectors([text], [None if supplied is UNSET else supplied],
+                                 create=False)
     hits = await app.store.search(vector, filter=filter, limit=limit,
                                   score_threshold=threshold, with_vector=with_vector)
     results = []

@@ -43,7 +43,7 @@ async def search_all(ctx: Context, params: PersonaSearchAllParams) -> list[dict[
     ``persona`` is the namespace without its ``personas:`` prefix."""
     app = ctx.app
     [vector] = await app.vectors([params.query], [None if params.vector is UNSET
-                                                  else params.vector])
+                                                  else params.vector], create=False)
     hits = await app.store.search(vector, filter=queries.all_memories_filter(),
                                   limit=params.limit)
     out = []
