@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
@@ -69,7 +70,7 @@ class Dispatcher:
             request,
             self._methods,
             context=peer,
-            deserializer=(lambda obj: obj) if decoded else msgspec.json.decode,
+            deserializer=_note_id if decoded else _decode,
             validator=_validate_envelope,
         )
         return None if response is None else _serializable(response)
@@ -91,7 +92,12 @@ class Dispatcher:
                 err = errors.InternalError(_GENERIC_INTERNAL)
                 return Error(err.code, err.message, err.data())
             finally:
-                self.app.stats.record(method.name, time.perf_counter() - started, kind)
+                seconds = time.perf_counter() - started
+                self.app.stats.record(method.name, seconds, kind)
+                # DEBUG only, and never params: they may carry memory content or secrets
+                logger.bind(method=method.name, request_id=_request_id.get(),
+                            duration_ms=round(seconds * 1000, 3), peer_uid=peer[0],
+                            kind=kind).debug("{} {}", method.name, kind or "ok")
 
         return call
 
@@ -109,7 +115,8 @@ class Dispatcher:
             raise errors.Overloaded(f"more than {self.max_in_flight} requests in flight; back off")
         stats.in_flight += 1
         try:
-            ctx = Context(self.app, peer_uid=peer[0], peer_pid=peer[1])
+            ctx = Context(self.app, peer_uid=peer[0], peer_pid=peer[1],
+                          request_id=_request_id.get())
             with request_timeout(timeout_ms):
                 return await method.handler(ctx, params)
         finally:
@@ -139,6 +146,21 @@ def convert_params(raw: dict[str, Any], params_type: type[msgspec.Struct]) -> An
             path = rest.rstrip("`")
         raise errors.ValidationError(
             f"invalid params: {exc!s}", [{"path": path, "message": message}]) from None
+
+
+# The id of the request being dispatched, for logs and handlers: set when jsonrpcserver
+# decodes the request, in the task that then runs the method (batch items: one task each).
+_request_id: ContextVar[Any] = ContextVar("request_id", default=None)
+
+
+def _note_id(request: Any) -> Any:
+    if isinstance(request, dict):
+        _request_id.set(request.get("id"))
+    return request
+
+
+def _decode(line: bytes) -> Any:
+    return _note_id(msgspec.json.decode(line))
 
 
 def _validate_envelope(request: Any) -> Any:
