@@ -200,3 +200,40 @@ def test_ttl_sweeper_deletes_expired_memories(memoryd_factory: Any) -> None:
         assert sweeper["runs"] >= 1 and sweeper["lastRunAt"] is not None
         assert c.result("memory.get", {"id": short["id"]}) is None
         assert c.result("memory.get", {"id": keep["id"]})["content"] == "memory 2"
+
+
+def test_which_writes_queue_during_an_outage(memoryd_factory: Any, proxy: CutProxy) -> None:
+    """The README's list: these are acknowledged as queued; those that must read the store
+    first answer backend_unavailable (retryable) and write nothing."""
+    server = start(memoryd_factory, proxy)
+    conversation = {"sessionId": "s1", "leadPersona": "zee", "summary": "", "plan": "",
+                    "objectives": [], "keyFacts": [], "sessionChain": [], "updatedAt": 1}
+    with server.connect() as c:
+        saved = c.result("memory.save", memory(0))
+        c.result("kv.set", {"namespace": "n", "key": "a", "value": 1})
+        proxy.set_mode("refuse")
+        queued = {
+            "memory.save": c.result("memory.save", memory(1)),
+            "memory.saveBatch": c.result("memory.saveBatch", {"inputs": [memory(2)]}),
+            "memory.delete": c.result("memory.delete", {"id": saved["id"]}),
+            "memory.deleteWhere": c.result("memory.deleteWhere", {"category": "task"}),
+            "memory.deleteExpired": c.result("memory.deleteExpired"),
+            "state.save": c.result("state.save", {"state": personas_state("q"),
+                                                  "instanceId": "q", "vector": vec(1)}),
+            "kv.clear": c.result("kv.clear", {"namespace": "n"}),
+        }
+        assert all(r["queued"] is True for r in queued.values()), queued
+        assert queued["memory.deleteWhere"]["deleted"] is None
+        refused = {
+            "conversation.save": c.request("conversation.save", {"state": conversation,
+                                                                 "vector": vec(1)}),
+            "kv.set": c.request("kv.set", {"namespace": "n", "key": "b", "value": 2}),
+        }
+        for name, reply in refused.items():
+            assert reply["error"]["data"]["kind"] == "backend_unavailable", name
+            assert reply["error"]["data"]["retryable"] is True
+        proxy.set_mode("open")
+        wait_for(lambda: journal_depth(c) == 0, "the journal to drain")
+        assert c.result("memory.get", {"id": saved["id"]}) is None
+        assert c.result("kv.get", {"namespace": "n", "key": "a"}) is None
+        assert c.result("conversation.load", {"sessionId": "s1"}) is None
