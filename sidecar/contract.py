@@ -37,7 +37,9 @@ _MAX = sys.float_info.max
 FiniteFloat = Annotated[float, Meta(ge=-_MAX, le=_MAX)]
 Vector = Annotated[list[FiniteFloat], Meta(min_length=1)]
 
-Unit = Annotated[float, Meta(ge=0, le=1)]
+# int and float kept apart so that a caller's integer (legacy wrote `1`) is stored as `1`,
+# not `1.0`: payloads stay byte-for-byte what legacy code writes.
+Unit = Annotated[int, Meta(ge=0, le=1)] | Annotated[float, Meta(ge=0, le=1)]
 # Integers as JavaScript holds them exactly (Number.MAX_SAFE_INTEGER); also keeps
 # createdAt + ttl inside int64.
 Millis = Annotated[int, Meta(ge=0, le=2**53 - 1)]
@@ -71,7 +73,7 @@ class MediaMetadata(msgspec.Struct, **_PARAMS):
     sourceUrl: str | UnsetType = UNSET
     width: NonNegInt | UnsetType = UNSET
     height: NonNegInt | UnsetType = UNSET
-    duration: NonNegFloat | UnsetType = UNSET
+    duration: NonNegInt | NonNegFloat | UnsetType = UNSET
     sizeBytes: NonNegInt | UnsetType = UNSET
     contentHash: str | UnsetType = UNSET
 

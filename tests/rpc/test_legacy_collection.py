@@ -365,8 +365,6 @@ def test_records_memoryd_writes_are_what_legacy_writes(legacy: Rpc) -> None:
     assert len(stored.records) == len(legacy_seed()) + 3 + 2 + 2
 
 
-@pytest.mark.xfail(strict=True, reason="contract.py types importance and duration as float, "
-                   "so an integer the caller sent is stored as 1.0 where legacy stored 1")
 def test_integral_numbers_keep_their_json_form(legacy: Rpc) -> None:
     entry = legacy.result("memory.save", {
         "category": "note", "content": "c", "vector": vec(1), "metadata": {"importance": 1},
