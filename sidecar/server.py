@@ -76,16 +76,26 @@ def prepare_socket_dir(directory: Path) -> None:
 def acquire_lock(lock_path: Path, socket_path: Path) -> int:
     """An exclusive flock held for the server's life. Raises StartupError(exit 3) when
     another live memoryd holds it."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StartupError(
+                    "already_running", f"another memoryd is serving {socket_path}", 3,
+                    socket=str(socket_path)) from None
+            raise
+        # A server that stopped meanwhile removed the file we opened: our lock is on a dead
+        # inode and a third server could lock a new file. Lock what is at the path now.
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
         os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise StartupError(
-                "already_running", f"another memoryd is serving {socket_path}", 3,
-                socket=str(socket_path)) from None
-        raise
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
