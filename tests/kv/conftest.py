@@ -16,18 +16,10 @@ from typing import Any
 import pytest
 
 from tests.rpc import engines
-from tests.rpc.conftest import Rpc
-from tests.support import Memoryd
+from tests.rpc import conftest as rpc_conftest
+from tests.rpc.conftest import Rpc, start
 
-
-def start(kind: str, root: Path, *args: str, env: dict[str, str] | None = None) -> Rpc:
-    full_env = {**engines.memoryd_env(kind, root), **(env or {})}
-    return Rpc(Memoryd(root, *args, env=full_env), kind, root)
-
-
-@pytest.fixture(scope="module", params=engines.STORES)
-def store_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+store_kind = rpc_conftest.store_kind  # the same parametrized fixture: edge, qdrant-local
 
 
 @pytest.fixture(scope="module")
