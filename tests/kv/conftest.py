@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.rpc import engines
 from tests.rpc import conftest as rpc_conftest
+from tests.rpc import engines
 from tests.rpc.conftest import Rpc, start
 
 store_kind = rpc_conftest.store_kind  # the same parametrized fixture: edge, qdrant-local
