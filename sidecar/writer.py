@@ -25,6 +25,11 @@ every id asked for has a queued write. Reads that *cannot* see queued writes: se
 ``memory.list``, counts, facets and ``memory.stats`` (they run inside the store), and lookups
 by id of records with no queued write while the store is down (``backend_unavailable``).
 
+A write whose id depends on what the store holds (a conversation at the first free probe id,
+CONTRACT §5) can be journaled as ``upsert_probed`` when the store cannot be read: it carries
+its candidate ids and the ownership rule, and the applier picks the id when it applies it
+(the store is up then, and every earlier write is in it). Such an entry is applied alone.
+
 Entries carry their collection name: one journal serves every collection (``register`` a
 store per collection, then ``writer(name)`` and ``view(name)``).
 """
@@ -44,6 +49,7 @@ from loguru import logger
 from sidecar import errors
 from sidecar.config import Config
 from sidecar.domain.filters import Condition, Filter, IsEmpty, Match, MatchAny, Range
+from sidecar.domain.probing import ProbeRule, first_free
 from sidecar.journal import Journal
 from sidecar.resilience import TRANSIENT, current_request_deadline, full_jitter
 from sidecar.store.base import (
@@ -62,11 +68,21 @@ _DELETE_PAGE = 1000
 _BATCH_POINTS = 512
 _BATCH_BYTES = 8 * 1024 * 1024
 
-Op = Literal["upsert", "delete", "delete_where"]
+Op = Literal["upsert", "delete", "delete_where", "upsert_probed"]
+
+
+class Probed(msgspec.Struct, array_like=True, frozen=True):
+    """A point to upsert at the first of ``candidates`` that is free or ``rule``'s own."""
+
+    candidates: list[str]
+    rule: ProbeRule
+    vector: list[float]
+    payload: dict[str, Any]
 
 
 class Entry(msgspec.Struct, array_like=True, frozen=True):
-    """One journaled write. ``at``: wall-clock ms when it was journaled."""
+    """One journaled write. ``at``: wall-clock ms when it was journaled. An ``upsert_probed``
+    entry upserts ``points`` as they are and each of ``probed`` at its resolved id."""
 
     collection: str
     op: Op
@@ -74,6 +90,7 @@ class Entry(msgspec.Struct, array_like=True, frozen=True):
     points: list[Point] = []
     ids: list[str] = []
     filter: Filter | None = None
+    probed: list[Probed] = []  # last: older journals (without it) still decode
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -119,6 +136,16 @@ class Writer:
         count, queued = await self.queue.submit(self._entry("delete_where", filter=filter))
         return (None if queued else count), queued
 
+    async def upsert_probed(self, points: Sequence[Point], probed: Sequence[Probed]) -> bool:
+        """Upsert ``points``, and each of ``probed`` at its first free candidate id, resolved
+        when the write is applied (see the module docstring)."""
+        if self.queue is None:
+            await upsert_probed(self.store, points, probed)
+            return False
+        _, queued = await self.queue.submit(self._entry(
+            "upsert_probed", points=list(points), probed=list(probed)))
+        return queued
+
     def _entry(self, op: Op, **fields: Any) -> Entry:
         return Entry(self.collection, op, time.time_ns() // 1_000_000, **fields)
 
@@ -130,6 +157,22 @@ async def collect_ids(store: Store, filter: Filter) -> list[str]:
         return []
     records = await store.scroll(filter=filter, limit=total, with_payload=False)
     return [r.id for r in records]
+
+
+async def upsert_probed(store: Store, points: Sequence[Point], probed: Sequence[Probed]
+                        ) -> None:
+    """Place each probed point at its first free candidate, then upsert everything in one
+    call. Every candidate taken by another's record: ``Conflict`` (nothing is written)."""
+    stored = {r.id: r.payload for r in await store.retrieve(
+        list(dict.fromkeys(c for p in probed for c in p.candidates)))}
+    placed = list(points)
+    for p in probed:
+        point_id = first_free(p.rule, p.candidates, stored)
+        if point_id is None:
+            raise errors.Conflict(f"the first {len(p.candidates)} ids for session "
+                                  f"{p.rule.session!r} all hold other records")
+        placed.append(Point(point_id, p.vector, p.payload))
+    await store.upsert(placed)
 
 
 async def delete_matching(store: Store, filter: Filter) -> int:
@@ -144,8 +187,8 @@ async def delete_matching(store: Store, filter: Filter) -> int:
 class _Pending:
     """A journaled write not yet applied. The body stays encoded (memory ≈ journal size)."""
 
-    __slots__ = ("at", "body", "collection", "error", "ids", "op", "queued", "result", "seq",
-                 "settled", "waiting")
+    __slots__ = ("at", "body", "collection", "error", "ids", "op", "queued", "result", "rules",
+                 "seq", "settled", "waiting")
 
     def __init__(self, seq: int, entry: Entry, body: bytes) -> None:
         self.seq = seq
@@ -153,7 +196,9 @@ class _Pending:
         self.op = entry.op
         self.at = entry.at
         self.body = body
-        self.ids = [p.id for p in entry.points] if entry.op == "upsert" else list(entry.ids)
+        self.ids = ([p.id for p in entry.points] if entry.op in ("upsert", "upsert_probed")
+                    else list(entry.ids))
+        self.rules = [p.rule for p in entry.probed]  # whose records it places (read overlay)
         self.settled = anyio.Event()  # applied, rejected, or known to be only queued
         self.queued = False
         self.waiting = False  # its writer still waits for the outcome (nothing acknowledged)
@@ -174,6 +219,8 @@ class WriteQueue:
         self.pending: deque[_Pending] = deque()
         self._by_id: dict[str, dict[str, _Pending]] = {}  # collection → id → last write
         self._filters: dict[str, list[_Pending]] = {}  # collection → queued filtered deletes
+        # collection → rule → last queued upsert_probed placing that rule's record
+        self._probed: dict[str, dict[ProbeRule, _Pending]] = {}
         self._wake = anyio.Event()
         self._isolate_until = 0  # apply one by one up to this seq (finding a rejected write)
         self._attempt = 0
@@ -228,6 +275,8 @@ class WriteQueue:
             index = self._by_id.setdefault(p.collection, {})
             for point_id in p.ids:
                 index[point_id] = p
+            for rule in p.rules:
+                self._probed.setdefault(p.collection, {})[rule] = p
 
     async def submit(self, entry: Entry) -> tuple[int | None, bool]:
         """Journal ``entry``, wait for it to be durable, then for it to be applied (within
@@ -266,7 +315,7 @@ class WriteQueue:
         if not self.pending or self.pending[0].seq > synced:
             return []
         front = self.pending[0]
-        if front.op == "delete_where" or front.seq <= self._isolate_until:
+        if front.op in ("delete_where", "upsert_probed") or front.seq <= self._isolate_until:
             return [front]
         batch = [front]
         points = len(front.ids)
@@ -294,6 +343,9 @@ class WriteQueue:
                     latest.pop(point.id, None)  # the last write of an id wins
                     latest[point.id] = point
             await store.upsert(list(latest.values()))
+        elif front.op == "upsert_probed":
+            entry = front.entry()
+            await upsert_probed(store, entry.points, entry.probed)
         elif front.op == "delete":
             await store.delete(list(dict.fromkeys(i for p in batch for i in p.ids)))
         else:
@@ -381,6 +433,10 @@ class WriteQueue:
                 for point_id in p.ids:
                     if index.get(point_id) is p:
                         del index[point_id]
+                probed = self._probed.get(p.collection, {})
+                for rule in p.rules:
+                    if probed.get(rule) is p:
+                        del probed[rule]
             if applied:
                 self.applied_entries += 1
             p.body = b""
@@ -556,6 +612,14 @@ class JournaledView(Store):
             out.append(Record(point.id, point.payload,
                               list(point.vector) if with_vector else None))
         return out
+
+    def queued_probed(self, rule: ProbeRule) -> dict[str, Any] | None:
+        """The payload of the last queued ``upsert_probed`` record of ``rule`` (its id is not
+        known until it is applied), or None."""
+        p = self.queue._probed.get(self.collection, {}).get(rule)
+        if p is None:
+            return None
+        return next(pr.payload for pr in reversed(p.entry().probed) if pr.rule == rule)
 
     # ---- everything else reads the store as it is
     async def open(self) -> None:

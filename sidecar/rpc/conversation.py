@@ -4,6 +4,11 @@ A conversation lives at the legacy id of ``"conversation-" + sessionId`` and its
 at that of ``"session-chain-" + sessionId``. The legacy hash is 32 bits, so another session may
 already hold that id: memoryd then uses the next probe id (CONTRACT §5) and never returns nor
 overwrites a record whose stored ``sessionId`` differs.
+
+Saving a whole state does not need the store to be up: when it cannot be read to find those
+ids, the write is journaled with its candidate ids and placed when it is applied
+(``upsert_probed``, sidecar/writer.py), and ``conversation.load`` answers from that queued
+write meanwhile.
 """
 
 from __future__ import annotations
@@ -35,8 +40,11 @@ from sidecar.contract import (
 from sidecar.contract import ConversationProcessParams as ProcessParams
 from sidecar.domain import continuity, payloads, queries
 from sidecar.domain.legacy_ids import CONVERSATION, SESSION_CHAIN, probe_id
+from sidecar.domain.probing import ProbeRule, owns
+from sidecar.resilience import TRANSIENT
 from sidecar.rpc import Context, rpc
 from sidecar.store.base import OrderBy, Point, Record, Store
+from sidecar.writer import JournaledView, Probed
 
 # Probe ids fetched per round trip, and how far memoryd looks before giving up. Reaching the
 # limit needs that many sessions sharing one 32-bit hash: something is wrong, say so.
@@ -84,12 +92,25 @@ async def locate(store: Store, session_id: str, prefixes: Sequence[str]
 
 
 def _belongs(record: Record, prefix: str, session_id: str) -> bool:
-    return (record.payload.get("type") == _KINDS[prefix]
-            and payloads.record_session_id(record.payload) == session_id)
+    return owns(ProbeRule(_KINDS[prefix], session_id), record.payload)
+
+
+def _probed(prefix: str, session_id: str, vector: list[float], payload: dict[str, Any]
+            ) -> Probed:
+    return Probed([probe_id(prefix, session_id, n) for n in range(1, MAX_PROBES + 1)],
+                  ProbeRule(_KINDS[prefix], session_id), vector, payload)
 
 
 async def load_conversation(store: Store, session_id: str) -> ConversationState | None:
-    [(_id, record)] = await locate(store, session_id, [CONVERSATION])
+    try:
+        [(_id, record)] = await locate(store, session_id, [CONVERSATION])
+    except TRANSIENT:
+        # The store is down: a save queued meanwhile is the latest word on this session.
+        queued = (store.queued_probed(ProbeRule(payloads.CONVERSATION, session_id))
+                  if isinstance(store, JournaledView) else None)
+        if queued is None:
+            raise
+        return payloads.conversation_state(queued)
     return None if record is None else payloads.conversation_state(record.payload)
 
 
@@ -117,12 +138,28 @@ async def conversation_points(app: App, state: ConversationState, vector: list[f
             Point(chain_id, vector, payloads.session_chain_payload(state))]
 
 
+async def write_conversation(app: App, state: ConversationState, vector: list[float],
+                             others: Sequence[Point] = ()) -> bool:
+    """Upsert ``others`` with the conversation and its session chain, in one write; returns
+    whether it was only queued. When the store cannot be read to find the session's ids,
+    the write is journaled to be placed when it is applied."""
+    try:
+        points = await conversation_points(app, state, vector)
+    except TRANSIENT:
+        probed = [_probed(CONVERSATION, state.sessionId, vector,
+                          payloads.conversation_payload(state)),
+                  _probed(SESSION_CHAIN, state.sessionId, vector,
+                          payloads.session_chain_payload(state))]
+        return await app.write.upsert_probed(others, probed)
+    return await app.write.upsert([*points, *others])
+
+
 async def save_conversation(app: App, state: ConversationState,
                             supplied: list[float] | Any = UNSET) -> bool:
     """Store ``state``; returns whether the write was only queued."""
     [vector] = await app.vectors([continuity.conversation_embed_text(state)],
                                  [None if supplied is UNSET else supplied])
-    return await app.write.upsert(await conversation_points(app, state, vector))
+    return await write_conversation(app, state, vector)
 
 
 def fact_inputs(facts: Sequence[str], session_id: str, persona: str, now: int
@@ -191,9 +228,8 @@ async def process(ctx: Context, params: ProcessParams) -> dict[str, Any]:
         [continuity.conversation_embed_text(updated), *fresh],
         [None if params.vector is UNSET else params.vector, *(given.get(f) for f in fresh)])
     inputs = fact_inputs(fresh, updated.sessionId, updated.leadPersona, now)
-    points = [*await conversation_points(app, updated, vectors[0]),
-              *fact_points(app, inputs, vectors[1:], now)]
-    queued = await app.write.upsert(points)
+    queued = await write_conversation(app, updated, vectors[0],
+                                      fact_points(app, inputs, vectors[1:], now))
     return with_queued(msgspec.to_builtins(updated), queued)
 
 

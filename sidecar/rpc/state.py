@@ -17,7 +17,7 @@ from sidecar.contract import StateLoadParams, StateSaveParams, validate_personas
 from sidecar.domain import continuity, payloads
 from sidecar.domain.legacy_ids import instance_id, state_id
 from sidecar.rpc import Context, rpc
-from sidecar.rpc.conversation import conversation_points, now_ms, with_queued
+from sidecar.rpc.conversation import now_ms, with_queued, write_conversation
 from sidecar.store.base import Point
 
 
@@ -52,8 +52,11 @@ async def save(ctx: Context, params: StateSaveParams) -> dict[str, Any]:
     points = [Point(state_id(_instance(ctx, params.instanceId)), vectors[0],
                     payloads.state_payload(params.state, summary, now_ms()))]
     if conversation is not None:
-        points += await conversation_points(app, conversation, vectors[1])  # type: ignore[arg-type]
-    return with_queued({}, await app.write.upsert(points))
+        queued = await write_conversation(app, conversation, vectors[1],  # type: ignore[arg-type]
+                                          points)
+    else:
+        queued = await app.write.upsert(points)
+    return with_queued({}, queued)
 
 
 @rpc("state.load", "read")

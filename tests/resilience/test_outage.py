@@ -13,7 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from sidecar.domain.legacy_ids import CONVERSATION, SESSION_CHAIN, probe_id
 from tests.fakes.proxy import CutProxy
+from tests.fakes.qdrant_rest import FakeQdrantProcess
 from tests.support import Memoryd, RawClient
 
 DIM = 4
@@ -46,6 +50,19 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
 def start(factory: Any, proxy: CutProxy, **env: str) -> Memoryd:
     return factory("--qdrant-url", proxy.url, "--dimension", str(DIM),
                    env={**FAST, **env})
+
+
+def conversation(session: str, summary: str = "") -> dict[str, Any]:
+    return {"sessionId": session, "leadPersona": "zee", "summary": summary, "plan": "",
+            "objectives": [], "keyFacts": [], "sessionChain": [], "updatedAt": 1}
+
+
+def stored(fake: FakeQdrantProcess, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Payloads at ``ids`` in the fake Qdrant itself (not through memoryd)."""
+    reply = httpx.post(f"{fake.url}/collections/agent_memory/points",
+                       json={"ids": ids, "with_payload": True})
+    reply.raise_for_status()
+    return {p["id"]: p["payload"] for p in reply.json()["result"]}
 
 
 def journal_depth(client: RawClient) -> int:
@@ -206,8 +223,6 @@ def test_which_writes_queue_during_an_outage(memoryd_factory: Any, proxy: CutPro
     """The README's list: these are acknowledged as queued; those that must read the store
     first answer backend_unavailable (retryable) and write nothing."""
     server = start(memoryd_factory, proxy)
-    conversation = {"sessionId": "s1", "leadPersona": "zee", "summary": "", "plan": "",
-                    "objectives": [], "keyFacts": [], "sessionChain": [], "updatedAt": 1}
     with server.connect() as c:
         saved = c.result("memory.save", memory(0))
         c.result("kv.set", {"namespace": "n", "key": "a", "value": 1})
@@ -221,12 +236,30 @@ def test_which_writes_queue_during_an_outage(memoryd_factory: Any, proxy: CutPro
             "state.save": c.result("state.save", {"state": personas_state("q"),
                                                   "instanceId": "q", "vector": vec(1)}),
             "kv.clear": c.result("kv.clear", {"namespace": "n"}),
+            "conversation.save": c.result("conversation.save", {
+                "state": conversation("s1", "queued"), "vector": vec(1)}),
+            "state.save+conversation": c.result("state.save", {
+                "state": {**personas_state("qc"), "conversation": conversation("s2", "via")},
+                "instanceId": "qc", "vector": vec(1), "conversationVector": vec(2)}),
         }
         assert all(r["queued"] is True for r in queued.values()), queued
         assert queued["memory.deleteWhere"]["deleted"] is None
+        # the journal answers for the queued conversations, whose ids are not known yet
+        assert c.result("conversation.load", {"sessionId": "s1"})["summary"] == "queued"
+        assert c.result("conversation.load", {"sessionId": "s2"})["summary"] == "via"
+        # so a change to a conversation saved during the outage queues too
+        assert c.result("conversation.updatePlan", {"sessionId": "s1", "plan": "p",
+                                                    "vector": vec(1)}) == {"queued": True}
+        assert c.result("conversation.load", {"sessionId": "s1"})["plan"] == "p"
+        follow = c.result("conversation.start", {"sessionId": "s4", "leadPersona": "zee",
+                                                 "previousSessionId": "s1", "vector": vec(1)})
+        assert follow["queued"] is True and follow["plan"] == "p"
         refused = {
-            "conversation.save": c.request("conversation.save", {"state": conversation,
-                                                                 "vector": vec(1)}),
+            "conversation.load": c.request("conversation.load", {"sessionId": "none"}),
+            "conversation.start": c.request("conversation.start", {
+                "sessionId": "s3", "leadPersona": "zee", "vector": vec(1)}),
+            "conversation.updatePlan": c.request("conversation.updatePlan", {
+                "sessionId": "none", "plan": "p", "vector": vec(1)}),
             "kv.set": c.request("kv.set", {"namespace": "n", "key": "b", "value": 2}),
         }
         for name, reply in refused.items():
@@ -236,4 +269,56 @@ def test_which_writes_queue_during_an_outage(memoryd_factory: Any, proxy: CutPro
         wait_for(lambda: journal_depth(c) == 0, "the journal to drain")
         assert c.result("memory.get", {"id": saved["id"]}) is None
         assert c.result("kv.get", {"namespace": "n", "key": "a"}) is None
-        assert c.result("conversation.load", {"sessionId": "s1"}) is None
+        assert c.result("conversation.load", {"sessionId": "s1"})["summary"] == "queued"
+        assert c.result("conversation.load", {"sessionId": "s1"})["plan"] == "p"
+        assert c.result("conversation.load", {"sessionId": "s2"})["summary"] == "via"
+        assert c.result("conversation.load", {"sessionId": "s4"})["plan"] == "p"
+        assert c.result("state.load", {"instanceId": "qc"})["version"] == "qc"
+        assert c.result("conversation.load", {"sessionId": "none"}) is None
+
+
+def test_queued_conversation_skips_an_id_another_session_holds(
+        memoryd_factory: Any, proxy: CutProxy, fake_qdrant: FakeQdrantProcess) -> None:
+    """"xAa" and "xBB" share their legacy ids (the 32-bit hash collides): xBB, saved while
+    the store is down, is placed at its second probe id when applied; xAa is untouched."""
+    assert probe_id(CONVERSATION, "xAa", 1) == probe_id(CONVERSATION, "xBB", 1)
+    server = start(memoryd_factory, proxy)
+    with server.connect() as c:
+        c.result("conversation.save", {"state": conversation("xAa", "first"), "vector": vec(1)})
+        before = stored(fake_qdrant, [probe_id(CONVERSATION, "xAa", 1),
+                                      probe_id(SESSION_CHAIN, "xAa", 1)])
+        assert len(before) == 2
+        proxy.set_mode("refuse")
+        assert c.result("conversation.save", {"state": conversation("xBB", "second"),
+                                              "vector": vec(2)}) == {"queued": True}
+        assert c.result("conversation.load", {"sessionId": "xBB"})["summary"] == "second"
+        proxy.set_mode("open")
+        wait_for(lambda: journal_depth(c) == 0, "the journal to drain")
+        assert c.result("system.stats")["journal"]["setAside"] == 0
+        assert c.result("conversation.load", {"sessionId": "xAa"})["summary"] == "first"
+        assert c.result("conversation.load", {"sessionId": "xBB"})["summary"] == "second"
+    after = stored(fake_qdrant, [probe_id(CONVERSATION, "xAa", 1),
+                                 probe_id(SESSION_CHAIN, "xAa", 1),
+                                 probe_id(CONVERSATION, "xBB", 2),
+                                 probe_id(SESSION_CHAIN, "xBB", 2)])
+    assert {i: after[i] for i in before} == before
+    assert after[probe_id(CONVERSATION, "xBB", 2)]["sessionId"] == "xBB"
+    assert after[probe_id(CONVERSATION, "xBB", 2)]["type"] == "conversation"
+    assert after[probe_id(SESSION_CHAIN, "xBB", 2)]["sessionId"] == "xBB"
+
+
+def test_queued_conversation_survives_a_crash(memoryd_factory: Any, proxy: CutProxy) -> None:
+    """kill -9 after the queued reply: the restarted memoryd replays it from the journal."""
+    server = start(memoryd_factory, proxy)
+    with server.connect() as c:
+        c.result("memory.save", memory(0))  # creates the collection (needs the store)
+        proxy.set_mode("refuse")
+        assert c.result("conversation.save", {"state": conversation("crash", "kept"),
+                                              "vector": vec(1)}) == {"queued": True}
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(30)
+    proxy.set_mode("open")
+    restarted = start(memoryd_factory, proxy)  # replays before it reports ready
+    with restarted.connect() as c:
+        assert journal_depth(c) == 0
+        assert c.result("conversation.load", {"sessionId": "crash"})["summary"] == "kept"
