@@ -106,15 +106,16 @@ def test_socket_path_too_long(short_tmp: Path) -> None:
     assert "107" in failed["params"]["error"]["message"]
 
 
-def _connect_as(uid: int, path: Path) -> bytes:
-    """Connect as another uid (a real process with that uid) and return the first line."""
+def _connect_as(uid: int, path: Path, method: str = "system.hello") -> bytes:
+    """Connect as another uid (a real process with that uid), call ``method`` and return
+    the first line."""
     code = (
         "import os, socket, sys\n"
         f"os.setgid({uid}); os.setuid({uid})\n"
         "s = socket.socket(socket.AF_UNIX)\n"
         f"s.connect({str(path)!r})\n"
         "try:\n"
-        "    s.sendall(b'{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"system.hello\"}\\n')\n"
+        f"    s.sendall(b'{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"{method}\"}}\\n')\n"
         "except BrokenPipeError:\n"
         "    pass  # a refused peer may be cut off before it sends\n"
         "data = b''\n"
@@ -149,6 +150,10 @@ def test_other_uid_refused_unless_allowed(memoryd_factory: Any, short_tmp: Path)
     allowed.socket.chmod(0o666)
     reply = msgspec.json.decode(_connect_as(65534, allowed.socket))
     assert reply["result"]["pid"] == allowed.proc.pid
+    # an allowed uid still may not stop memoryd: system.shutdown is for its own uid only
+    refused = msgspec.json.decode(_connect_as(65534, allowed.socket, "system.shutdown"))
+    assert refused["error"]["data"]["kind"] == "validation"
+    assert allowed.call("system.hello")["result"]["pid"] == allowed.proc.pid
 
 
 def test_shutdown_from_same_uid(memoryd: Any) -> None:
