@@ -616,10 +616,20 @@ class JournaledView(Store):
     def queued_probed(self, rule: ProbeRule) -> dict[str, Any] | None:
         """The payload of the last queued ``upsert_probed`` record of ``rule`` (its id is not
         known until it is applied), or None."""
+        found = self.queued_probed_seq(rule)
+        return None if found is None else found[1]
+
+    def queued_probed_seq(self, rule: ProbeRule) -> tuple[int, dict[str, Any]] | None:
+        """``queued_probed`` with the journal sequence number of its write."""
         p = self.queue._probed.get(self.collection, {}).get(rule)
         if p is None:
             return None
-        return next(pr.payload for pr in reversed(p.entry().probed) if pr.rule == rule)
+        return p.seq, next(pr.payload for pr in reversed(p.entry().probed) if pr.rule == rule)
+
+    def queued_seq(self, point_id: str) -> int | None:
+        """Sequence number of the last queued plain write of ``point_id``, if any."""
+        p = self.queue._by_id.get(self.collection, {}).get(point_id.lower())
+        return None if p is None else p.seq
 
     # ---- everything else reads the store as it is
     async def open(self) -> None:

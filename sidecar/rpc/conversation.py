@@ -102,15 +102,22 @@ def _probed(prefix: str, session_id: str, vector: list[float], payload: dict[str
 
 
 async def load_conversation(store: Store, session_id: str) -> ConversationState | None:
+    # A save queued as upsert_probed (during an outage) has no id until it is applied; until
+    # then it is the latest word on this session unless a later plain write of its id is
+    # queued. Snapshot it before reading the store (the applier may apply it meanwhile).
+    view = store if isinstance(store, JournaledView) else None
+    rule = ProbeRule(payloads.CONVERSATION, session_id)
+    pending = view.queued_probed_seq(rule) if view is not None else None
     try:
-        [(_id, record)] = await locate(store, session_id, [CONVERSATION])
+        [(conv_id, record)] = await locate(store, session_id, [CONVERSATION])
     except TRANSIENT:
-        # The store is down: a save queued meanwhile is the latest word on this session.
-        queued = (store.queued_probed(ProbeRule(payloads.CONVERSATION, session_id))
-                  if isinstance(store, JournaledView) else None)
-        if queued is None:
+        if pending is None:
             raise
-        return payloads.conversation_state(queued)
+        return payloads.conversation_state(pending[1])
+    if pending is not None and view is not None:
+        later = view.queued_seq(conv_id)
+        if later is None or later < pending[0]:
+            return payloads.conversation_state(pending[1])
     return None if record is None else payloads.conversation_state(record.payload)
 
 

@@ -67,3 +67,45 @@ async def test_placed_at_apply_time_or_set_aside(tmp_path: Path) -> None:
     finally:
         queue.close()
         await store.close()
+
+
+async def test_load_sees_a_queued_probed_save_until_it_is_applied(tmp_path: Path) -> None:
+    """Right after an outage the store answers again while the applier has not yet applied a
+    conversation saved during it: conversation.load must return that save, not the store's
+    older record — and a plain save queued after it wins over it."""
+    from sidecar.domain.legacy_ids import CONVERSATION, probe_id
+    from sidecar.rpc.conversation import load_conversation
+
+    config = Config(data_dir=str(tmp_path / "data"), qdrant_path=str(tmp_path / "q"),
+                    write_timeout_ms=1)
+    store = open_store(config)
+    await store.open()
+    await store.ensure_collection(len(VEC), [])
+    queue = WriteQueue.open(config)
+    queue.register(config.collection, store)
+    writer = queue.writer(config.collection)
+    view = queue.view(config.collection)
+    candidates = [probe_id(CONVERSATION, "s1", n) for n in range(1, 4)]
+
+    def state(summary: str) -> dict[str, object]:
+        return {"type": "conversation", "sessionId": "s1", "leadPersona": "zee",
+                "summary": summary, "plan": "", "objectives": [], "keyFacts": [],
+                "sessionChain": [], "updatedAt": 1}
+
+    try:
+        await store.upsert([Point(candidates[0], VEC, state("old"))])
+        rule = ProbeRule("conversation", "s1")
+        assert await writer.upsert_probed([], [Probed(candidates, rule, VEC, state("new"))])
+        loaded = await load_conversation(view, "s1")
+        assert loaded is not None and loaded.summary == "new"
+        assert await writer.upsert([Point(candidates[0], VEC, state("newer"))])
+        loaded = await load_conversation(view, "s1")
+        assert loaded is not None and loaded.summary == "newer"
+        assert await queue.step() == "applied"
+        assert await queue.step() == "applied"
+        loaded = await load_conversation(view, "s1")
+        assert loaded is not None and loaded.summary == "newer"
+        assert [r.payload["summary"] for r in await store.retrieve(candidates)] == ["newer"]
+    finally:
+        queue.close()
+        await store.close()
