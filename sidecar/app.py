@@ -39,10 +39,10 @@ PAYLOAD_INDEXES: tuple[PayloadIndex, ...] = (
 
 
 class App:
-    def __init__(self, config: Config, store: Store | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self._store = store
-        self.writer: Writer | None = Writer(store) if store else None
+        self._store: Store | None = None  # set by attach_store once the store is open
+        self.writer: Writer | None = None
         self.resilient: ResilientStore | None = None  # the store behind deadlines/breaker
         self.queue: WriteQueue | None = None  # the durable write journal and its applier
         self.embedder: Any = None  # set when an embedding provider is configured

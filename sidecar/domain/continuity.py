@@ -208,6 +208,3 @@ def state_summary(state: dict[str, Any]) -> str:
     parts.append(f"Stats: {js.to_string(state['stats']['totalTasksCompleted'])} tasks completed")
     return "\n".join(parts)
 
-
-# The state record's summary is exactly the text its vector is computed from.
-state_embed_text = state_summary

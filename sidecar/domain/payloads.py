@@ -103,13 +103,6 @@ def session_chain_payload(state: ConversationState) -> dict[str, Any]:
     }
 
 
-def session_chain(payload: dict[str, Any]) -> tuple[str, list[str]] | None:
-    """``(sessionId, previousSessions)`` of a session-chain record."""
-    if payload.get("type") != SESSION_CHAIN:
-        return None
-    return payload.get("sessionId") or "", list(payload.get("previousSessions") or [])
-
-
 def state_payload(state: dict[str, Any], summary: str, now: int) -> dict[str, Any]:
     """The state record: the PersonasState as a compact JSON **string**, as legacy wrote it."""
     return {

