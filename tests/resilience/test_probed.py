@@ -5,15 +5,17 @@ another session's record. Real store (qdrant-client local mode), real journal.""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from sidecar.config import Config
 from sidecar.domain.probing import ProbeRule
 from sidecar.store import open_store
-from sidecar.store.base import Point
-from sidecar.writer import Probed, WriteQueue
+from sidecar.store.base import Point, Store
+from sidecar.writer import JournaledView, Probed, WriteQueue, Writer
 
 pytestmark = pytest.mark.anyio
 
@@ -26,9 +28,18 @@ def conv(session: str, summary: str) -> dict[str, object]:
     return {"type": "conversation", "sessionId": session, "summary": summary}
 
 
-async def test_placed_at_apply_time_or_set_aside(tmp_path: Path) -> None:
-    # write_timeout_ms=1 and no applier task: every write is acknowledged as queued, then
-    # applied by the test's own step() calls.
+class Rig(NamedTuple):
+    store: Store
+    queue: WriteQueue
+    writer: Writer
+    view: JournaledView
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """A real store (qdrant-client local mode) behind a real journal. write_timeout_ms=1 and
+    no applier task: every write is acknowledged as queued, then applied by the test's own
+    step() calls."""
     config = Config(data_dir=str(tmp_path / "data"), qdrant_path=str(tmp_path / "q"),
                     write_timeout_ms=1)
     store = open_store(config)
@@ -39,52 +50,49 @@ async def test_placed_at_apply_time_or_set_aside(tmp_path: Path) -> None:
     writer = queue.writer(config.collection)
     view = queue.view(config.collection)
     try:
-        # candidate 1: another session's; candidate 2: ours (older); candidate 3: free
-        await store.upsert([Point(IDS[0], VEC, conv("other", "theirs")),
-                            Point(IDS[1], VEC, conv("mine", "old"))])
-        rule = ProbeRule("conversation", "mine")
-        assert await writer.upsert_probed([Point(STATE_ID, VEC, {"type": "state"})],
-                                          [Probed(IDS, rule, VEC, conv("mine", "new"))])
-        assert view.queued_probed(rule) == conv("mine", "new")
-        assert [r.id for r in await view.retrieve([STATE_ID])] == [STATE_ID]  # plain point
-        assert await queue.step() == "applied"
-        assert view.queued_probed(rule) is None
-        got = {r.id: r.payload for r in await store.retrieve([*IDS, STATE_ID])}
-        assert got == {IDS[0]: conv("other", "theirs"), IDS[1]: conv("mine", "new"),
-                       STATE_ID: {"type": "state"}}
-
-        # every candidate taken by others: set aside with its entry, nothing written
-        await store.upsert([Point(i, VEC, conv("other", "theirs")) for i in IDS])
-        lost = ProbeRule("conversation", "late")
-        assert await writer.upsert_probed([], [Probed(IDS, lost, VEC, conv("late", "x"))])
-        assert await queue.step() == "applied"
-        assert queue.set_aside == 1 and queue.depth() == 0
-        [line] = (tmp_path / "data" / "journal" / "rejected.jsonl").read_text().splitlines()
-        record = json.loads(line)
-        assert record["op"] == "upsert_probed" and "late" in record["error"]
-        assert record["entry"][-1][0][3] == conv("late", "x")  # the probed point, kept whole
-        assert all(r.payload == conv("other", "theirs") for r in await store.retrieve(IDS))
+        yield Rig(store, queue, writer, view)
     finally:
         queue.close()
         await store.close()
 
 
-async def test_load_sees_a_queued_probed_save_until_it_is_applied(tmp_path: Path) -> None:
+async def test_placed_at_apply_time_or_set_aside(rig: Rig, tmp_path: Path) -> None:
+    store, queue, writer, view = rig
+    # candidate 1: another session's; candidate 2: ours (older); candidate 3: free
+    await store.upsert([Point(IDS[0], VEC, conv("other", "theirs")),
+                        Point(IDS[1], VEC, conv("mine", "old"))])
+    rule = ProbeRule("conversation", "mine")
+    assert await writer.upsert_probed([Point(STATE_ID, VEC, {"type": "state"})],
+                                      [Probed(IDS, rule, VEC, conv("mine", "new"))])
+    assert view.queued_probed(rule) == conv("mine", "new")
+    assert [r.id for r in await view.retrieve([STATE_ID])] == [STATE_ID]  # plain point
+    assert await queue.step() == "applied"
+    assert view.queued_probed(rule) is None
+    got = {r.id: r.payload for r in await store.retrieve([*IDS, STATE_ID])}
+    assert got == {IDS[0]: conv("other", "theirs"), IDS[1]: conv("mine", "new"),
+                   STATE_ID: {"type": "state"}}
+
+    # every candidate taken by others: set aside with its entry, nothing written
+    await store.upsert([Point(i, VEC, conv("other", "theirs")) for i in IDS])
+    lost = ProbeRule("conversation", "late")
+    assert await writer.upsert_probed([], [Probed(IDS, lost, VEC, conv("late", "x"))])
+    assert await queue.step() == "applied"
+    assert queue.set_aside == 1 and queue.depth() == 0
+    [line] = (tmp_path / "data" / "journal" / "rejected.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["op"] == "upsert_probed" and "late" in record["error"]
+    assert record["entry"][-1][0][3] == conv("late", "x")  # the probed point, kept whole
+    assert all(r.payload == conv("other", "theirs") for r in await store.retrieve(IDS))
+
+
+async def test_load_sees_a_queued_probed_save_until_it_is_applied(rig: Rig) -> None:
     """Right after an outage the store answers again while the applier has not yet applied a
     conversation saved during it: conversation.load must return that save, not the store's
     older record — and a plain save queued after it wins over it."""
     from sidecar.domain.legacy_ids import CONVERSATION, probe_id
     from sidecar.rpc.conversation import load_conversation
 
-    config = Config(data_dir=str(tmp_path / "data"), qdrant_path=str(tmp_path / "q"),
-                    write_timeout_ms=1)
-    store = open_store(config)
-    await store.open()
-    await store.ensure_collection(len(VEC), [])
-    queue = WriteQueue.open(config)
-    queue.register(config.collection, store)
-    writer = queue.writer(config.collection)
-    view = queue.view(config.collection)
+    store, queue, writer, view = rig
     candidates = [probe_id(CONVERSATION, "s1", n) for n in range(1, 4)]
 
     def state(summary: str) -> dict[str, object]:
@@ -92,20 +100,16 @@ async def test_load_sees_a_queued_probed_save_until_it_is_applied(tmp_path: Path
                 "summary": summary, "plan": "", "objectives": [], "keyFacts": [],
                 "sessionChain": [], "updatedAt": 1}
 
-    try:
-        await store.upsert([Point(candidates[0], VEC, state("old"))])
-        rule = ProbeRule("conversation", "s1")
-        assert await writer.upsert_probed([], [Probed(candidates, rule, VEC, state("new"))])
-        loaded = await load_conversation(view, "s1")
-        assert loaded is not None and loaded.summary == "new"
-        assert await writer.upsert([Point(candidates[0], VEC, state("newer"))])
-        loaded = await load_conversation(view, "s1")
-        assert loaded is not None and loaded.summary == "newer"
-        assert await queue.step() == "applied"
-        assert await queue.step() == "applied"
-        loaded = await load_conversation(view, "s1")
-        assert loaded is not None and loaded.summary == "newer"
-        assert [r.payload["summary"] for r in await store.retrieve(candidates)] == ["newer"]
-    finally:
-        queue.close()
-        await store.close()
+    await store.upsert([Point(candidates[0], VEC, state("old"))])
+    rule = ProbeRule("conversation", "s1")
+    assert await writer.upsert_probed([], [Probed(candidates, rule, VEC, state("new"))])
+    loaded = await load_conversation(view, "s1")
+    assert loaded is not None and loaded.summary == "new"
+    assert await writer.upsert([Point(candidates[0], VEC, state("newer"))])
+    loaded = await load_conversation(view, "s1")
+    assert loaded is not None and loaded.summary == "newer"
+    assert await queue.step() == "applied"
+    assert await queue.step() == "applied"
+    loaded = await load_conversation(view, "s1")
+    assert loaded is not None and loaded.summary == "newer"
+    assert [r.payload["summary"] for r in await store.retrieve(candidates)] == ["newer"]
