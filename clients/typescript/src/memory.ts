@@ -405,25 +405,24 @@ export class SidecarMemory {
   }
 
   async searchMultimodal(query: string | MultimodalContent, params?: MultimodalSearchParams): Promise<MemorySearchResult[]> {
-    return this.degradable("memory.search", async () =>
-      compact({
-        ...params,
-        query,
-        namespace: this.resolveNamespace(params?.namespace),
-        vector: await this.embedQuery(query),
-      }),
-    () => []);
+    return this.degradable("memory.search", () => this.queryParams(query, params), () => []);
   }
 
   async searchWithRerank(query: string | MultimodalContent, params?: RerankSearchParams): Promise<MemorySearchResult[]> {
-    return this.degradable("memory.searchWithRerank", async () =>
-      compact({
-        ...params,
-        query,
-        namespace: this.resolveNamespace(params?.namespace),
-        vector: await this.embedQuery(query),
-      }),
-    () => []);
+    return this.degradable("memory.searchWithRerank", () => this.queryParams(query, params), () => []);
+  }
+
+  /** Params of a search by a text or multimodal query: the caller's, plus namespace and vector. */
+  private async queryParams(
+    query: string | MultimodalContent,
+    params?: { namespace?: string | null },
+  ): Promise<Record<string, unknown>> {
+    return compact({
+      ...params,
+      query,
+      namespace: this.resolveNamespace(params?.namespace),
+      vector: await this.embedQuery(query),
+    });
   }
 
   supportsMultimodal(): boolean {
