@@ -238,7 +238,8 @@ def bench_inprocess(data: Data, count: int, args: argparse.Namespace, root: Path
                     for i in range(start, min(count, start + args.batch))]))
             batch_ms.append(timed(save))
         out = saves(batch_ms, count)
-        search_filter = to_edge(queries.search_filter(NAMESPACE, category=SEARCH_CATEGORIES))
+        search_filter = to_edge(queries.search_filter(NAMESPACE, now=int(time.time() * 1000),
+                                                      category=SEARCH_CATEGORIES))
         qs = [data.queries[i].tolist() for i in range(args.queries)]
 
         def search(q: list[float]) -> list[Any]:
@@ -268,7 +269,7 @@ def bench_inprocess(data: Data, count: int, args: argparse.Namespace, root: Path
 def list_newest(shard: Any) -> None:
     """The store calls memoryd's ``memory.list`` makes for the newest 100: one ordered scroll,
     then the whole group of the last createdAt (count + scroll) so ties order by id."""
-    base = queries.list_filter(NAMESPACE)
+    base = queries.list_filter(NAMESPACE, now=int(time.time() * 1000))
     order = qe.OrderBy("createdAt", qe.Direction.Desc)
     page, _ = shard.scroll(qe.ScrollRequest(limit=100, filter=to_edge(
         queries.created_at_window(base)), with_payload=True, order_by=order))

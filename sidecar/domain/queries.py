@@ -3,6 +3,9 @@
 Each is a conjunction of exact conditions; every condition the caller gave is kept. Legacy
 always wrote ``namespace`` on memories (``input.namespace ?? default``), so "the default
 namespace" is a plain match: no legacy memory lacks the field.
+
+Reads never see an expired memory (``0 < expiresAt < now``): the filters of searches and
+lists exclude them in the store, so limits stay exact, whatever the sweeper has done yet.
 """
 
 from __future__ import annotations
@@ -40,9 +43,15 @@ def category_condition(category: str | Sequence[str] | UnsetType) -> tuple[Condi
         MatchAny("category", values),)
 
 
+def expired_condition(now: int) -> Range:
+    """A TTL that has passed; ``expiresAt`` 0 (legacy and memoryd: no TTL) never expires."""
+    return Range("expiresAt", gt=0, lt=now)
+
+
 def search_filter(
     default_namespace: str,
     *,
+    now: int,
     namespace: str | UnsetType | None = UNSET,
     category: str | Sequence[str] | UnsetType = UNSET,
     tags: Sequence[str] | UnsetType = UNSET,
@@ -62,14 +71,15 @@ def search_filter(
         ))
     if media_type is not UNSET:
         must.append(Match("media.mediaType", media_type))
-    return Filter(must=tuple(must))
+    return Filter(must=tuple(must), must_not=(expired_condition(now),))
 
 
-def list_filter(default_namespace: str, *, namespace: str | UnsetType | None = UNSET,
+def list_filter(default_namespace: str, *, now: int,
+                namespace: str | UnsetType | None = UNSET,
                 category: str | UnsetType = UNSET) -> Filter:
     return Filter(must=(
         IS_MEMORY, *namespace_condition(namespace, default_namespace),
-        *category_condition(category)))
+        *category_condition(category)), must_not=(expired_condition(now),))
 
 
 def delete_where_filter(*, category: str | UnsetType = UNSET,
@@ -86,11 +96,16 @@ def delete_where_filter(*, category: str | UnsetType = UNSET,
 
 def expired_filter(now: int) -> Filter:
     """Memories with a TTL whose time has passed: ``0 < expiresAt < now``."""
-    return Filter(must=(IS_MEMORY, Range("expiresAt", gt=0, lt=now)))
+    return Filter(must=(IS_MEMORY, expired_condition(now)))
 
 
 def all_memories_filter() -> Filter:
     return Filter(must=(IS_MEMORY,))
+
+
+def live_memories_filter(now: int) -> Filter:
+    """Every memory, in any namespace, that has not expired."""
+    return Filter(must=(IS_MEMORY,), must_not=(expired_condition(now),))
 
 
 def conversation_filter(lead_persona: str | UnsetType = UNSET) -> Filter:

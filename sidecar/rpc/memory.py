@@ -32,6 +32,7 @@ from sidecar.domain.filters import Filter
 from sidecar.rpc import Context, NoParams, rpc
 from sidecar.rpc.conversation import now_ms, with_queued
 from sidecar.store.base import OrderBy, Point, Record
+from sidecar.writer import matches
 
 FACET_LIMIT = 1000
 
@@ -97,7 +98,8 @@ async def search_memories(
 def _search_filter(app: App, params: MemorySearchParams | MemorySearchWithRerankParams
                    ) -> Filter:
     return queries.search_filter(
-        app.config.default_namespace, namespace=params.namespace, category=params.category,
+        app.config.default_namespace, now=now_ms(), namespace=params.namespace,
+        category=params.category,
         tags=params.tags, time_range=params.timeRange, media_type=params.mediaType)
 
 
@@ -134,16 +136,22 @@ async def related_context(ctx: Context, params: RelatedContextParams) -> list[st
     """Contents of the memories of the default namespace closest to ``query``."""
     results = await search_memories(
         ctx.app, params.query, params.vector,
-        queries.search_filter(ctx.app.config.default_namespace),
+        queries.search_filter(ctx.app.config.default_namespace, now=now_ms()),
         limit=params.limit, threshold=0.5)
     return [r.entry.content for r in results]
 
 
 # -- reading -----------------------------------------------------------------------------------
 
+def unexpired(records: list[Record]) -> list[Record]:
+    """``records`` less the expired memories (lookups by id, queued writes included)."""
+    expired = queries.expired_filter(now_ms())
+    return [r for r in records if not matches(expired, r.payload)]
+
+
 @rpc("memory.get", "read")
 async def get(ctx: Context, params: MemoryGetParams) -> MemoryEntry | None:
-    records = await ctx.app.store.retrieve([params.id], with_vector=True)
+    records = unexpired(await ctx.app.store.retrieve([params.id], with_vector=True))
     if not records:
         return None
     return payloads.memory_entry(records[0].id, records[0].payload, records[0].vector)
@@ -153,7 +161,8 @@ async def get(ctx: Context, params: MemoryGetParams) -> MemoryEntry | None:
 async def get_many(ctx: Context, params: MemoryGetManyParams) -> list[dict[str, str]]:
     """``[{id, content}]`` in the order asked; absent ids and non-memories skipped."""
     wanted = [i.lower() for i in params.ids]
-    found = {r.id: r for r in await ctx.app.store.retrieve(list(dict.fromkeys(wanted)))}
+    found = {r.id: r for r in unexpired(
+        await ctx.app.store.retrieve(list(dict.fromkeys(wanted))))}
     out = []
     for memory_id in wanted:
         record = found.get(memory_id)
@@ -166,8 +175,8 @@ async def get_many(ctx: Context, params: MemoryGetManyParams) -> list[dict[str, 
 async def list_memories(ctx: Context, params: MemoryListParams) -> list[MemoryEntry]:
     """Newest first: ``createdAt`` descending, ties by id descending. Pages by ``offset`` and/or
     by keyset (``before`` = the last entry seen)."""
-    base = queries.list_filter(ctx.app.config.default_namespace, namespace=params.namespace,
-                               category=params.category)
+    base = queries.list_filter(ctx.app.config.default_namespace, now=now_ms(),
+                               namespace=params.namespace, category=params.category)
     before = None if params.before is UNSET else (params.before.createdAt,
                                                   params.before.id.lower())
     records = await newest_first(ctx.app, base, params.offset + params.limit, before)
@@ -218,15 +227,19 @@ async def _all(app: App, filter: Filter) -> list[Record]:
 
 @rpc("memory.stats", "read")
 async def stats(ctx: Context, params: NoParams) -> dict[str, Any]:
-    """``{total, byType, byCategory}`` in three store calls (legacy made thirteen)."""
+    """``{total, byType, byCategory, expired}`` in four store calls (legacy made thirteen).
+    The counts are of what the store holds; ``expired`` of those memories are past their TTL
+    (no read returns them) and wait for the sweeper."""
     store = ctx.app.store
     total = await store.count(None)
     by_type = await store.facet("type", None, FACET_LIMIT)
     by_category = await store.facet("category", queries.all_memories_filter(), FACET_LIMIT)
+    expired = await store.count(queries.expired_filter(now_ms()))
     return {
         "total": total,
         "byType": {t: by_type.get(t, 0) for t in ENTRY_TYPES},
         "byCategory": {c: by_category.get(c, 0) for c in STATS_CATEGORIES},
+        "expired": expired,
     }
 
 

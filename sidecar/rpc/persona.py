@@ -14,7 +14,7 @@ from sidecar.contract import (
 )
 from sidecar.domain import queries
 from sidecar.rpc import Context, rpc
-from sidecar.rpc.conversation import find_recent, load_conversation
+from sidecar.rpc.conversation import find_recent, load_conversation, now_ms
 from sidecar.rpc.memory import search_memories
 
 PERSONA_THRESHOLD = 0.6
@@ -31,7 +31,7 @@ async def search(ctx: Context, params: PersonaSearchParams) -> list[MemorySearch
     app = ctx.app
     return await search_memories(
         app, params.query, params.vector,
-        queries.search_filter(app.config.default_namespace,
+        queries.search_filter(app.config.default_namespace, now=now_ms(),
                               namespace=persona_namespace(params.persona),
                               category=params.categories),
         limit=params.limit, threshold=PERSONA_THRESHOLD)
@@ -44,7 +44,7 @@ async def search_all(ctx: Context, params: PersonaSearchAllParams) -> list[dict[
     app = ctx.app
     [vector] = await app.vectors([params.query], [None if params.vector is UNSET
                                                   else params.vector], create=False)
-    hits = await app.store.search(vector, filter=queries.all_memories_filter(),
+    hits = await app.store.search(vector, filter=queries.live_memories_filter(now_ms()),
                                   limit=params.limit)
     out = []
     for hit in hits:
@@ -65,7 +65,7 @@ async def task_context(ctx: Context, params: TaskContextParams) -> dict[str, Any
     persona = DEFAULT_PERSONA if params.persona is UNSET else params.persona
     results = await search_memories(
         app, params.taskDescription, params.vector,
-        queries.search_filter(app.config.default_namespace,
+        queries.search_filter(app.config.default_namespace, now=now_ms(),
                               namespace=persona_namespace(persona)),
         limit=params.limit, threshold=PERSONA_THRESHOLD)
     if params.sessionId is not UNSET:

@@ -7,6 +7,8 @@ from sidecar.domain import queries as q
 from sidecar.domain.filters import Filter, Match, MatchAny, Range
 
 MEM = Match("type", "memory")
+NOW = 99
+LIVE = (Range("expiresAt", gt=0, lt=NOW),)  # must_not: expired memories are never read
 
 
 @pytest.mark.parametrize(("kw", "must"), [
@@ -33,7 +35,8 @@ MEM = Match("type", "memory")
       Match("media.mediaType", "video"))),
 ])
 def test_search_filter(kw: dict[str, object], must: tuple[object, ...]) -> None:
-    assert q.search_filter("dflt", **kw) == Filter(must=must)  # type: ignore[arg-type]
+    assert q.search_filter("dflt", now=NOW, **kw) == Filter(  # type: ignore[arg-type]
+        must=must, must_not=LIVE)
 
 
 @pytest.mark.parametrize(("kw", "must"), [
@@ -43,7 +46,8 @@ def test_search_filter(kw: dict[str, object], must: tuple[object, ...]) -> None:
                                               Match("category", "note"))),
 ])
 def test_list_filter(kw: dict[str, object], must: tuple[object, ...]) -> None:
-    assert q.list_filter("dflt", **kw) == Filter(must=must)  # type: ignore[arg-type]
+    assert q.list_filter("dflt", now=NOW, **kw) == Filter(  # type: ignore[arg-type]
+        must=must, must_not=LIVE)
 
 
 @pytest.mark.parametrize(("kw", "must"), [
@@ -60,7 +64,8 @@ def test_delete_where_filter(kw: dict[str, object], must: tuple[object, ...]) ->
 
 
 def test_expired_filter() -> None:
-    assert q.expired_filter(99) == Filter(must=(MEM, Range("expiresAt", gt=0, lt=99)))
+    assert q.expired_filter(NOW) == Filter(must=(MEM, Range("expiresAt", gt=0, lt=NOW)))
+    assert q.live_memories_filter(NOW) == Filter(must=(MEM,), must_not=LIVE)
 
 
 @pytest.mark.parametrize(("persona", "must"), [
@@ -72,13 +77,14 @@ def test_conversation_filter(persona: object, must: tuple[object, ...]) -> None:
 
 
 def test_created_at_window() -> None:
-    base = q.list_filter("d")
-    assert q.created_at_window(base).must == base.must
+    base = q.list_filter("d", now=NOW)
+    assert q.created_at_window(base) == base
     assert q.created_at_window(base, below=5).must[-1] == Range("createdAt", lt=5)
+    assert q.created_at_window(base, below=5).must_not == LIVE
     assert q.created_at_window(base, exactly=5).must[-1] == Range("createdAt", gte=5, lte=5)
 
 
 def test_filters_serialize() -> None:
     # filters are data: they encode (for logs and the edge worker process) without loss
-    f = q.search_filter("d", category=["fact", "note"], tags=["x"])
+    f = q.search_filter("d", now=NOW, category=["fact", "note"], tags=["x"])
     assert msgspec.json.decode(msgspec.json.encode(f), type=Filter) == f

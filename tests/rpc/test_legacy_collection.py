@@ -201,8 +201,12 @@ def test_every_read_serves_the_legacy_records(legacy: Rpc) -> None:
         assert set(store["detail"]["payloadIndexes"]) == {i.key for i in PAYLOAD_INDEXES}
     assert rpc.result("system.hello")["dimension"] == DIM
 
+    expired = {n for n in MEMORIES if n.startswith("expired")}  # reads never return these
     for name in MEMORIES:
         got = rpc.result("memory.get", {"id": M[name]})
+        if name in expired:
+            assert got is None
+            continue
         assert {k: v for k, v in got.items() if k != "embedding"} == entry_of(name)
         assert len(got["embedding"]) == DIM
     assert "ttl" not in rpc.result("memory.get", {"id": M["permanent"]})
@@ -212,21 +216,21 @@ def test_every_read_serves_the_legacy_records(legacy: Rpc) -> None:
         {"id": M["live"], "content": "Ship the release"}]
 
     # list: newest first; absent namespace = "default", null = all
-    default = [n for n in MEMORIES if MEMORIES[n]["namespace"] == "default"]
+    default = [n for n in MEMORIES if MEMORIES[n]["namespace"] == "default" and n not in expired]
     by_age = sorted(default, key=lambda n: (MEMORIES[n]["createdAt"], M[n]), reverse=True)
     assert [e["id"] for e in rpc.result("memory.list", {})] == [M[n] for n in by_age]
-    assert len(rpc.result("memory.list", {"namespace": None})) == len(MEMORIES)
+    assert len(rpc.result("memory.list", {"namespace": None})) == len(MEMORIES) - len(expired)
     assert [e["id"] for e in rpc.result("memory.list", {"namespace": "personas:zee"})] == [
-        M["zee"], M["expired_zee"]]
+        M["zee"]]
     assert [e["id"] for e in rpc.result("memory.list", {"category": "note", "limit": 2})] == [
-        M["media"], M["expired"]]
+        M["media"], M["old_note"]]
 
     # search: conditions legacy dropped now hold
     q = {"query": "q", "vector": vec(0)}
     assert contents(rpc.result("memory.search", q)) == [
-        "Alice is the team lead", "Old reminder", "Bob prefers tea"]
+        "Alice is the team lead", "Bob prefers tea"]
     assert contents(rpc.result("memory.search", {**q, "category": ["note", "preference"]})
-                    ) == ["Old reminder", "Bob prefers tea"]
+                    ) == ["Bob prefers tea"]
     assert contents(rpc.result("memory.search", {**q, "tags": ["people", "release"],
                                                  "threshold": 0.0})) == [
         "Alice is the team lead", "Ship the release"]
@@ -244,15 +248,16 @@ def test_every_read_serves_the_legacy_records(legacy: Rpc) -> None:
         "total": len(legacy_seed()),
         "byType": {"memory": 9, "state": 2, "conversation": 2, "session_chain": 2},
         "byCategory": {"conversation": 0, "fact": 3, "preference": 1, "task": 1,
-                       "decision": 1, "relationship": 0, "note": 3, "pattern": 0}}
+                       "decision": 1, "relationship": 0, "note": 3, "pattern": 0},
+        "expired": 2}
 
     # personas
     zee = rpc.result("persona.search", {"query": "q", "persona": "zee", "vector": vec(2)})
-    assert contents(zee) == ["Zee keeps the calendar", "A stale zee fact"]
+    assert contents(zee) == ["Zee keeps the calendar"]
     everyone = rpc.result("persona.searchAll", {"query": "q", "vector": vec(2)})
-    assert {(r["content"], r["persona"]) for r in everyone[:3]} == {
-        ("Zee keeps the calendar", "zee"), ("A stale zee fact", "zee"),
-        ("Stanley picked the vendor", "stanley")}
+    assert {(r["content"], r["persona"]) for r in everyone[:2]} == {
+        ("Zee keeps the calendar", "zee"), ("Stanley picked the vendor", "stanley")}
+    assert "A stale zee fact" not in {r["content"] for r in everyone}
     ctx = rpc.result("persona.taskContext", {"taskDescription": "t", "vector": vec(2),
                                              "persona": "stanley"})
     assert [m["content"] for m in ctx["relevantMemories"]] == ["Stanley picked the vendor"]
