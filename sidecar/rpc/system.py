@@ -24,7 +24,7 @@ async def hello(ctx: Context, params: NoParams) -> dict[str, Any]:
         "version": __version__,
         "pid": app.pid,
         "capabilities": {
-            "embedding": embedder is not None,
+            "embedding": embedder is not None and embedder.state != "failed",
             "rerank": app.reranker is not None,
             "multimodal": bool(getattr(embedder, "multimodal", False)),
             "kv": "kv.get" in _registered(),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
-from sidecar.config import ConfigError, EmbeddingConfig
+from sidecar import errors
+from sidecar.config import EmbeddingConfig
 from sidecar.embedding import build_embedder, local_model_installed, resolve_api_key
 
 
@@ -19,11 +21,22 @@ def test_resolve_api_key_prefers_config_then_env() -> None:
     assert resolve_api_key("openai", None, {"OPENAI_API_KEY": ""}) is None
 
 
+def unusable(config: EmbeddingConfig, reason: str) -> None:
+    """Built anyway (memoryd starts degraded), failed with ``reason``, and every embedding
+    request answered embedding_unavailable naming it."""
+    emb = build_embedder(config, None, environ={})
+    assert emb is not None and emb.state == "failed" and emb.dimension is None
+    assert emb.error is not None and reason in emb.error
+    with pytest.raises(errors.EmbeddingUnavailable, match=reason) as caught:
+        anyio.run(emb.embed, ["text"])
+    assert caught.value.extra["reason"] == emb.error
+    assert emb.stats()["state"] == "failed"
+
+
 @pytest.mark.parametrize("provider, variable", [
     ("openai", "OPENAI_API_KEY"), ("google", "GOOGLE_API_KEY"), ("voyage", "VOYAGE_API_KEY")])
-def test_missing_key_is_a_config_error(provider: str, variable: str) -> None:
-    with pytest.raises(ConfigError, match=variable):
-        build_embedder(EmbeddingConfig(provider=provider), None, environ={})  # type: ignore[arg-type]
+def test_missing_key_makes_the_provider_unusable(provider: str, variable: str) -> None:
+    unusable(EmbeddingConfig(provider=provider), variable)  # type: ignore[arg-type]
 
 
 def test_none_means_no_embedder() -> None:
@@ -61,8 +74,7 @@ def test_unknown_model_dimension_is_learned_later() -> None:
     assert emb is not None and emb.dimension is None
 
 
-def test_fixed_providers_refuse_other_models() -> None:
-    with pytest.raises(ConfigError, match=r"embedding\.model"):
-        build_embedder(EmbeddingConfig(provider="legacy-mock", model="x"), None, environ={})
-    with pytest.raises(ConfigError, match=r"embedding\.dimensions"):
-        build_embedder(EmbeddingConfig(provider="legacy-mock", dimensions=512), None, environ={})
+def test_fixed_providers_cannot_use_other_models() -> None:
+    unusable(EmbeddingConfig(provider="legacy-mock", model="x"), "only offers 'mock-embedding'")
+    unusable(EmbeddingConfig(provider="local", model="x"), "only offers 'all-MiniLM-L6-v2'")
+    unusable(EmbeddingConfig(provider="legacy-mock", dimensions=512), "384-dimensional")
