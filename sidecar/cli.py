@@ -1,7 +1,7 @@
 """Command line: parse arguments, build the Config, run. Nothing else lives here.
 
     memoryd serve [--socket PATH] [--data-dir DIR] [--config FILE] [--spawned] ...
-    memoryd call METHOD [JSON-PARAMS]
+    memoryd call METHOD [JSON-PARAMS] [--full]
     memoryd health
     memoryd config show
     memoryd doctor
@@ -58,11 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-exit", type=float, metavar="SECS",
                        help="exit after SECS with no connections")
 
-    call = sub.add_parser("call", help="call one method and print its result as JSON")
+    call = sub.add_parser(
+        "call", help="call one method and print its result as JSON (indented on a terminal, "
+                     "one line otherwise)")
     common(call)
     call.add_argument("method")
     call.add_argument("params", nargs="?", help="params as a JSON object")
     call.add_argument("--timeout", type=float, default=60.0)
+    call.add_argument("--full", action="store_true",
+                      help="print embeddings in full (by default each is elided to its length)")
 
     health = sub.add_parser("health", help="exit 0 only when memoryd is ready")
     common(health)
@@ -144,14 +148,46 @@ def _call(config: Config, args: argparse.Namespace) -> int:
     try:
         result = call(config.socket_path(), args.method, params, timeout=args.timeout)
     except RpcError as exc:
-        sys.stdout.write(msgspec.json.encode(exc.error).decode() + "\n")
+        _print(exc.error)
         return 1
     except OSError as exc:
         print(f"memoryd: cannot reach memoryd at {config.socket_path()}: {exc}",
               file=sys.stderr)
         return 1
-    sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+    _print(result if args.full else elide_vectors(result))
     return 0
+
+
+# Keys whose value is an embedding: `embedding` (MemoryEntry) and `vector` (params, points).
+_VECTOR_KEYS = frozenset({"embedding", "vector"})
+
+
+def elide_vectors(node: Any) -> Any:
+    """``node`` with every embedding replaced by a short note of its length (people reading
+    `memoryd call` want the record, not 1536 numbers; ``--full`` keeps them)."""
+    if isinstance(node, dict):
+        return {k: (_elided(v) if k in _VECTOR_KEYS and _is_vector(v) else elide_vectors(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [elide_vectors(v) for v in node]
+    return node
+
+
+def _is_vector(value: Any) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in value))
+
+
+def _elided(vector: list[float]) -> str:
+    return f"<{len(vector)} numbers: --full shows them>"
+
+
+def _print(obj: Any) -> None:
+    """JSON on stdout: indented for a person at a terminal, one line for scripts."""
+    data = msgspec.json.encode(obj)
+    if sys.stdout.isatty():
+        data = msgspec.json.format(data, indent=2)
+    sys.stdout.write(data.decode() + "\n")
 
 
 def _health(config: Config) -> int:
@@ -162,5 +198,5 @@ def _health(config: Config) -> int:
     except (RpcError, OSError) as exc:
         print(f"memoryd: not reachable at {config.socket_path()}: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.write(msgspec.json.encode(health).decode() + "\n")
+    _print(health)
     return 0 if health.get("ready") else 1

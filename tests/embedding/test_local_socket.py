@@ -21,8 +21,9 @@ pytestmark = pytest.mark.skipif(
 def test_save_and_search_by_text_with_the_cli(memoryd: Any) -> None:
     """The README's promise: no API key, no network, no vectors from the caller."""
     base = [sys.executable, "-m", "sidecar", "call", "--socket", str(memoryd.socket)]
-    saved = subprocess.run(
-        [*base, "memory.save", '{"category":"fact","content":"The user is allergic to peanuts."}'],
+    saved = subprocess.run(  # --full: the embedding itself, not its length
+        [*base, "memory.save", '{"category":"fact","content":"The user is allergic to peanuts."}',
+         "--full"],
         capture_output=True, timeout=120)
     assert saved.returncode == 0, saved.stdout + saved.stderr
     entry = msgspec.json.decode(saved.stdout)
