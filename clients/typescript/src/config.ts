@@ -62,6 +62,12 @@ export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string 
 /**
  * MEMORYD_* variables carrying agent-core's qdrant/embedding/reranker settings to a spawned
  * memoryd (nested keys joined with "__", as memoryd's config loader reads them).
+ *
+ * With an `embedder` (phase 1) the client sends every vector itself, so memoryd gets no
+ * embedding settings at all: agent-core's `embedding` then describes the embedder it fell
+ * back from (e.g. provider "openai" without a key, where legacy used its mock), and memoryd
+ * must neither refuse to start over it nor size the collection by it. The collection takes
+ * the embedder's dimension.
  */
 export function memorydEnv(config: Partial<SidecarMemoryConfig>): Record<string, string> {
   const env: Record<string, string> = {};
@@ -72,14 +78,18 @@ export function memorydEnv(config: Partial<SidecarMemoryConfig>): Record<string,
   put("QDRANT_URL", config.qdrant?.url);
   put("QDRANT_API_KEY", config.qdrant?.apiKey);
   put("COLLECTION", config.qdrant?.collection);
-  put("DIMENSION", config.embedding?.dimensions);
   put("DEFAULT_NAMESPACE", config.namespace);
-  const e = config.embedding;
-  put("EMBEDDING__PROVIDER", e?.provider);
-  put("EMBEDDING__MODEL", e?.model);
-  put("EMBEDDING__DIMENSIONS", e?.dimensions);
-  put("EMBEDDING__API_KEY", e?.apiKey);
-  put("EMBEDDING__BASE_URL", e?.baseUrl);
+  if (config.embedder) {
+    put("DIMENSION", config.embedder.dimension);
+  } else {
+    const e = config.embedding;
+    put("DIMENSION", e?.dimensions);
+    put("EMBEDDING__PROVIDER", e?.provider);
+    put("EMBEDDING__MODEL", e?.model);
+    put("EMBEDDING__DIMENSIONS", e?.dimensions);
+    put("EMBEDDING__API_KEY", e?.apiKey);
+    put("EMBEDDING__BASE_URL", e?.baseUrl);
+  }
   const r = config.reranker;
   if (r?.enabled !== undefined) put("RERANKER__ENABLED", r.enabled ? "true" : "false");
   put("RERANKER__PROVIDER", r?.provider);

@@ -138,7 +138,6 @@ export class SidecarMemory {
 
     if ((this.sidecar.mode ?? "spawned") === "spawned") {
       const env = memorydEnv(config);
-      if (this.embedder && !env["MEMORYD_DIMENSION"]) env["MEMORYD_DIMENSION"] = String(this.embedder.dimension);
       this.supervisor = new Supervisor({
         command: this.sidecar.command ?? "memoryd",
         args: this.sidecar.args,

@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ValidationError } from "../src/errors.js";
@@ -484,5 +485,43 @@ describe("phase 1 and phase 2 give the same results", () => {
     const s1 = await p1.startSession("same", "zee");
     const s2 = await p2.startSession("same", "zee");
     assert.deepEqual({ ...s1, updatedAt: 0 }, { ...s2, updatedAt: 0 });
+  });
+});
+
+describe("phase 1 with agent-core's common setup: provider openai, no API key", () => {
+  it("memoryd starts without the embedding settings; saves and searches are real", async () => {
+    // legacy falls back to its mock embedder here, and the switch hands that embedder over
+    const savedKey = process.env["OPENAI_API_KEY"];
+    delete process.env["OPENAI_API_KEY"];
+    try {
+      const dir = tempDir();
+      const mem = new SidecarMemory({
+        logger: captureLogger(),
+        embedder: new LegacyMockEmbedder(),
+        embedding: { provider: "openai", model: "text-embedding-3-small", dimensions: 1536 },
+        qdrant: {},
+        sidecar: { mode: "spawned", command: MEMORYD_BIN, socket: path.join(dir, "m.sock"), dataDir: path.join(dir, "data") },
+      }, { initAttempts: 1 });
+      opened.push(mem);
+      await mem.init();
+      assert.equal(mem.isAvailable(), true);
+      assert.equal(mem.supervisor!.state, "running");
+
+      // what memoryd was given: no embedding settings, the embedder's dimension
+      const environ = fs.readFileSync(`/proc/${mem.supervisor!.pid}/environ`, "utf8").split("\0");
+      assert.deepEqual(environ.filter((v) => v.startsWith("MEMORYD_EMBEDDING")), []);
+      assert.ok(environ.includes("MEMORYD_DIMENSION=384"));
+
+      const saved = await mem.save({ category: "preference", content: "The user prefers dark roast coffee" });
+      assert.match(saved.id, UUID);
+      assert.equal(saved.embedding?.length, 384);
+      assert.deepEqual((await mem.get(saved.id))?.content, saved.content); // stored, not a placeholder
+      const hits = await mem.search({ query: "The user prefers dark roast", threshold: 0 });
+      assert.equal(hits[0]?.entry.id, saved.id);
+      assert.ok(hits[0]!.score > 0.5);
+      assert.equal((await mem.health()).ok, true);
+    } finally {
+      if (savedKey !== undefined) process.env["OPENAI_API_KEY"] = savedKey;
+    }
   });
 });
