@@ -233,10 +233,17 @@ class App:
         if self.queue is not None:
             journal = self.queue.snapshot()
             checks["journal"] = {
-                "ok": not journal["stalled"] and not journal["broken"],
+                "ok": not journal["stalled"] and not journal["broken"]
+                and not journal["writeError"],
                 "depth": journal["depth"], "bytes": journal["bytes"],
                 "maxBytes": journal["maxBytes"], "oldestQueuedAgeMs": journal["oldestQueuedAgeMs"],
-                "stalled": journal["stalled"], "lastStoreError": journal["lastStoreError"]}
+                "stalled": journal["stalled"], "lastStoreError": journal["lastStoreError"],
+                "writeError": journal["writeError"], "setAside": journal["setAside"],
+                "damagedRecords": journal["damagedRecords"],
+                "damagedBytes": journal["damagedBytes"]}
+            if journal["writeError"]:
+                degraded.append(f"write journal: {journal['writeError']}: writes are refused "
+                                "until it can write again")
             if journal["stalled"]:
                 degraded.append(f"{journal['depth']} writes queued in the journal: the store "
                                 f"is unavailable ({journal['lastStoreError']})")

@@ -36,6 +36,7 @@ store per collection, then ``writer(name)`` and ``view(name)``).
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections import deque
@@ -69,6 +70,7 @@ _BATCH_POINTS = 512
 _BATCH_BYTES = 8 * 1024 * 1024
 
 Op = Literal["upsert", "delete", "delete_where", "upsert_probed"]
+UNDECODABLE = "undecodable"  # a _Pending's op when its journaled body cannot be decoded
 
 
 class Probed(msgspec.Struct, array_like=True, frozen=True):
@@ -205,6 +207,15 @@ class _Pending:
         self.result: int | None = None
         self.error: errors.MemorydError | None = None
 
+    @classmethod
+    def undecodable(cls, seq: int, body: bytes, error: str) -> _Pending:
+        """A journaled record whose body this version cannot decode (a bug, or an op from a
+        newer memoryd): it keeps its place in the queue and is set aside when reached."""
+        p = cls(seq, Entry("", "upsert", time.time_ns() // 1_000_000), body)
+        p.op = UNDECODABLE
+        p.error = errors.InternalError(f"cannot decode the journaled write: {error}")
+        return p
+
     def entry(self) -> Entry:
         return _decoder.decode(self.body)
 
@@ -244,11 +255,11 @@ class WriteQueue:
         queue = cls(config, journal)
         for seq, body in journal.open():
             try:
-                entry = _decoder.decode(body)
-            except msgspec.DecodeError:  # checksum fine, body not ours: a bug, not a crash
-                logger.error("journal: record {} cannot be decoded; skipped", seq)
-                continue
-            queue._enqueue(_Pending(seq, entry, body))
+                queue._enqueue(_Pending(seq, _decoder.decode(body), body))
+            except msgspec.DecodeError as exc:  # checksum fine, body not ours: never fatal
+                logger.error("journal: record {} cannot be decoded ({}); it is kept aside "
+                             "when its turn comes", seq, exc)
+                queue._enqueue(_Pending.undecodable(seq, body, str(exc)))
         queue.replayed_at_start = len(queue.pending)
         if queue.pending:
             logger.info("journal: {} writes to replay", len(queue.pending))
@@ -315,7 +326,8 @@ class WriteQueue:
         if not self.pending or self.pending[0].seq > synced:
             return []
         front = self.pending[0]
-        if front.op in ("delete_where", "upsert_probed") or front.seq <= self._isolate_until:
+        if (front.op in ("delete_where", "upsert_probed", UNDECODABLE)
+                or front.seq <= self._isolate_until):
             return [front]
         batch = [front]
         points = len(front.ids)
@@ -359,24 +371,36 @@ class WriteQueue:
         if not batch:
             return "idle"
         try:
-            await self._apply(batch)
+            if batch[0].op == UNDECODABLE:
+                assert batch[0].error is not None
+                self._reject(batch[0], batch[0].error)
+                return "applied"
+            try:
+                await self._apply(batch)
+            except TRANSIENT:
+                raise
+            except errors.MemorydError as exc:
+                if len(batch) > 1:
+                    self._isolate_until = batch[-1].seq  # find the one the store rejects
+                    return "applied"
+                self._reject(batch[0], exc)
+                return "applied"
+            except Exception as exc:  # a bug: do not let it wedge the queue forever
+                logger.opt(exception=True).error("journal: applying seq {} failed",
+                                                 batch[0].seq)
+                if len(batch) > 1:
+                    self._isolate_until = batch[-1].seq
+                    return "applied"
+                self._reject(batch[0], errors.InternalError(f"applying the write failed: "
+                                                            f"{type(exc).__name__}"))
+                return "applied"
         except TRANSIENT as exc:
             self._stall(exc)
             return "stalled"
-        except errors.MemorydError as exc:
-            if len(batch) > 1:
-                self._isolate_until = batch[-1].seq  # find the one the store rejects
-                return "applied"
-            self._reject(batch[0], exc)
-            return "applied"
-        except Exception as exc:  # a bug: do not let it wedge the queue forever
-            logger.opt(exception=True).error("journal: applying seq {} failed", batch[0].seq)
-            if len(batch) > 1:
-                self._isolate_until = batch[-1].seq
-                return "applied"
-            self._reject(batch[0], errors.InternalError(f"applying the write failed: "
-                                                        f"{type(exc).__name__}"))
-            return "applied"
+        except OSError as exc:  # rejected.jsonl cannot be written (a full disk): retry later
+            self._stall(errors.BackendUnavailable(
+                f"cannot keep a refused write aside: {exc.strerror or exc}"))
+            return "stalled"
         if self.stalled:
             logger.info("store reachable again: applying queued writes ({} left)",
                         len(self.pending) - len(batch))
@@ -397,11 +421,11 @@ class WriteQueue:
                 p.settled.set()
 
     def _reject(self, p: _Pending, exc: errors.MemorydError) -> None:
-        self.rejected += 1
         if p.waiting and not p.settled.is_set():
             p.error = exc  # its writer is still waiting: it gets the error, nothing was acked
         else:
-            self._set_aside(p, exc)
+            self._set_aside(p, exc)  # raises OSError when it cannot: nothing changed then
+        self.rejected += 1
         self._done([p], applied=False)
 
     def _set_aside(self, p: _Pending, exc: errors.MemorydError) -> None:
@@ -409,17 +433,28 @@ class WriteQueue:
         refuses is never dropped: it goes to ``journal/rejected.jsonl`` (fsync'd) for a
         person to look at, and the queue moves on instead of wedging behind it."""
         path = self.journal.directory / "rejected.jsonl"
-        record = {"seq": p.seq, "collection": p.collection, "op": p.op, "at": p.at,
-                  "error": exc.message, "rejectedAt": int(time.time() * 1000),
-                  "entry": msgspec.to_builtins(p.entry())}
+        record: dict[str, Any] = {"seq": p.seq, "collection": p.collection, "op": p.op,
+                                  "at": p.at, "error": exc.message,
+                                  "rejectedAt": int(time.time() * 1000)}
+        if p.op == UNDECODABLE:
+            record["body"] = base64.b64encode(p.body).decode()  # as journaled (msgpack)
+        else:
+            record["entry"] = msgspec.to_builtins(p.entry())
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, msgspec.json.encode(record) + b"\n")
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            line = memoryview(msgspec.json.encode(record) + b"\n")
+            try:
+                while line:
+                    line = line[os.write(fd, line):]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # no half line; the caller retries the whole one
+                raise
         finally:
             os.close(fd)
         self.set_aside += 1
-        logger.error("journal: the store refused acknowledged write seq {} ({} {}): {}; kept "
+        logger.error("journal: acknowledged write seq {} ({} {}) cannot be applied: {}; kept "
                      "in {}", p.seq, p.op, p.collection, exc.message, path)
 
     def _done(self, batch: list[_Pending], *, applied: bool = True) -> None:

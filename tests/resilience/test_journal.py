@@ -1,4 +1,5 @@
-"""The journal on its own: group commit, torn tails, the size cap, trimming."""
+"""The journal on its own: group commit, torn tails, damage, old segments, the size cap,
+trimming."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import anyio
 import pytest
 
 from sidecar import errors
-from sidecar.journal import HEADER, Journal, JournalError
+from sidecar.journal import FILE_MAGIC, RECORD, RECORD_MAGIC, Journal, JournalError, frame
 
 pytestmark = pytest.mark.anyio
 
@@ -64,14 +65,15 @@ async def test_torn_tail_is_cut_and_the_rest_kept(tmp_path: Path) -> None:
     [segment] = segments(directory)
     whole = segment.stat().st_size
     # A crash in the middle of writing record 11: its header and half its body.
-    torn = body(10)
-    append_bytes(segment, HEADER.pack(len(torn), zlib.crc32(torn)) + torn[: len(torn) // 2])
+    torn = frame(11, body(10))[: RECORD.size + len(body(10)) // 2]
+    append_bytes(segment, torn)
 
     journal = Journal(directory, max_bytes=1 << 20)
     records = journal.open()
     assert [seq for seq, _ in records] == list(range(1, 11))
     assert [b for _, b in records] == [body(i) for i in range(10)]
-    assert journal.torn_bytes == HEADER.size + len(torn) // 2
+    assert journal.torn_bytes == len(torn)
+    assert journal.damaged_records == 0 and not (directory / "damaged").exists()
     assert segment.stat().st_size == whole  # cut on disk, not just skipped
     # New records follow the intact ones.
     seq = journal.append(body(99))
@@ -80,22 +82,150 @@ async def test_torn_tail_is_cut_and_the_rest_kept(tmp_path: Path) -> None:
     journal.close()
 
 
-async def test_checksum_mismatch_cuts_from_there(tmp_path: Path) -> None:
-    directory = tmp_path / "j"
-    journal = Journal(directory, max_bytes=1 << 20)
+async def write_records(directory: Path, n: int, **kwargs: int) -> None:
+    journal = Journal(directory, max_bytes=1 << 20, **kwargs)
     journal.open()
-    for i in range(5):
+    for i in range(n):
         await journal.commit(journal.append(body(i)))
     journal.close()
+
+
+async def test_a_damaged_record_costs_only_itself(tmp_path: Path) -> None:
+    directory = tmp_path / "j"
+    await write_records(directory, 5)
+    [segment] = segments(directory)
+    original = segment.read_bytes()
+    data = bytearray(original)
+    record = RECORD.size + len(body(0))
+    data[len(FILE_MAGIC) + 3 * record + RECORD.size + 2] ^= 0xFF  # a byte of record 4's body
+    segment.write_bytes(bytes(data))
+
+    journal = Journal(directory, max_bytes=1 << 20)
+    records = journal.open()
+    # Record 5 keeps its seq: seqs are in the records, not implied by their position.
+    assert records == [(1, body(0)), (2, body(1)), (3, body(2)), (5, body(4))]
+    assert (journal.damaged_records, journal.damaged_bytes, journal.torn_bytes) == (1, record, 0)
+    [copy] = (directory / "damaged").iterdir()
+    assert copy.name.startswith(segment.name + ".")
+    assert copy.read_bytes() == bytes(data)  # the evidence, as found
+    assert journal.stats()["damagedCopies"] == [str(copy)]
+    assert journal.append(body(9)) == 6
+    journal.close()
+
+    # Seen again at the next start (not yet applied): reported again, copied once.
+    again = Journal(directory, max_bytes=1 << 20)
+    assert [seq for seq, _ in again.open()] == [1, 2, 3, 5, 6]
+    assert again.damaged_records == 1
+    assert len(list((directory / "damaged").iterdir())) == 1
+    again.applied(6)
+    again.close()
+    assert segments(directory) == []
+
+
+async def test_eight_flipped_bytes_mid_segment_lose_only_the_records_they_touch(
+        tmp_path: Path) -> None:
+    directory = tmp_path / "j"
+    await write_records(directory, 40)
     [segment] = segments(directory)
     data = bytearray(segment.read_bytes())
-    record = HEADER.size + len(body(0))
-    data[3 * record + HEADER.size + 2] ^= 0xFF  # flip a byte in record 4's body
+    record = RECORD.size + len(body(0))
+    # 8 bytes straddling the end of record 20 and the start of record 21
+    middle = len(FILE_MAGIC) + 20 * record - 4
+    data[middle:middle + 8] = bytes(b ^ 0x5A for b in data[middle:middle + 8])
     segment.write_bytes(bytes(data))
     journal = Journal(directory, max_bytes=1 << 20)
     records = journal.open()
-    assert [b for _, b in records] == [body(i) for i in range(3)]
-    assert journal.torn_bytes == 2 * record
+    assert [seq for seq, _ in records] == [*range(1, 20), *range(22, 41)]
+    assert all(b == body(seq - 1) for seq, b in records)
+    assert journal.damaged_records == 2 and journal.damaged_bytes == 2 * record
+    journal.close()
+
+
+async def test_damage_across_segments_is_counted_from_the_seq_gap(tmp_path: Path) -> None:
+    directory = tmp_path / "j"
+    await write_records(directory, 150, segment_bytes=4096)
+    paths = segments(directory)
+    assert len(paths) > 3
+    # the second segment entirely overwritten, the third's tail zeroed
+    paths[1].write_bytes(b"\x00" * paths[1].stat().st_size)
+    third = bytearray(paths[2].read_bytes())
+    third[-40:] = b"\x00" * 40
+    paths[2].write_bytes(bytes(third))
+    first_of = [int(p.name[:-4]) for p in paths]
+    journal = Journal(directory, max_bytes=1 << 20, segment_bytes=4096)
+    records = journal.open()
+    seqs = [seq for seq, _ in records]
+    # everything in segment 2 and the last record of segment 3 are gone, nothing else
+    lost = set(range(first_of[1], first_of[2])) | {first_of[3] - 1}
+    assert seqs == [s for s in range(1, 151) if s not in lost]
+    assert journal.damaged_records == len(lost)
+    assert len(list((directory / "damaged").iterdir())) == 2
+    assert not paths[1].exists()  # nothing valid left in it (the copy is kept)
+    journal.close()
+
+
+async def test_a_record_inside_a_body_is_not_replayed_twice(tmp_path: Path) -> None:
+    """A body holding a whole framed record (content is the client's) with an old seq is
+    never taken for a record: seqs only grow."""
+    directory = tmp_path / "j"
+    journal = Journal(directory, max_bytes=1 << 20)
+    journal.open()
+    inner = frame(1, b"forged")
+    for payload in (b"a" * 50, b"x" + inner + b"y", b"b" * 50):
+        await journal.commit(journal.append(payload))
+    journal.close()
+    [segment] = segments(directory)
+    data = bytearray(segment.read_bytes())
+    data[len(FILE_MAGIC) + RECORD.size + 50 + 2] ^= 0xFF  # damage the second record's header
+    segment.write_bytes(bytes(data))
+    reopened = Journal(directory, max_bytes=1 << 20)
+    assert reopened.open() == [(1, b"a" * 50), (3, b"b" * 50)]
+    reopened.close()
+
+
+def legacy_segment(bodies: list[bytes]) -> bytes:
+    """What memoryd wrote before format 2: ``length · crc32(body) · body``, no file header."""
+    return b"".join(struct.pack("<II", len(b), zlib.crc32(b)) + b for b in bodies)
+
+
+async def test_old_format_segments_are_replayed(tmp_path: Path) -> None:
+    """Segments written before format 2 (seqs implicit) are read as they are; new records go
+    to a new-format segment after them."""
+    directory = tmp_path / "j"
+    directory.mkdir()
+    old = [body(i) for i in range(7)]
+    (directory / f"{5:020d}.wal").write_bytes(legacy_segment(old[:4]))
+    torn = struct.pack("<II", 100, 0) + b"half"  # the old version's crash, at the very end
+    (directory / f"{9:020d}.wal").write_bytes(legacy_segment(old[4:]) + torn)
+    journal = Journal(directory, max_bytes=1 << 20)
+    records = journal.open()
+    assert records == [(5 + i, b) for i, b in enumerate(old)]
+    assert (journal.damaged_records, journal.torn_bytes) == (0, len(torn))
+    seq = journal.append(b"new")
+    assert seq == 12
+    await journal.commit(seq)
+    journal.close()
+    reopened = Journal(directory, max_bytes=1 << 20)
+    assert reopened.open() == [*records, (12, b"new")]
+    assert segments(directory)[-1].read_bytes().startswith(FILE_MAGIC)
+    reopened.close()
+
+
+async def test_damage_in_an_old_format_segment_keeps_the_later_segments(
+        tmp_path: Path) -> None:
+    directory = tmp_path / "j"
+    directory.mkdir()
+    old = [body(i) for i in range(8)]
+    first = bytearray(legacy_segment(old[:4]))
+    first[len(first) // 2] ^= 0xFF  # in record 2 or 3: nothing marks where 3 starts
+    (directory / f"{1:020d}.wal").write_bytes(bytes(first))
+    (directory / f"{5:020d}.wal").write_bytes(legacy_segment(old[4:]))
+    journal = Journal(directory, max_bytes=1 << 20)
+    seqs = [seq for seq, _ in journal.open()]
+    kept = len([s for s in seqs if s < 5])
+    assert seqs == [*range(1, kept + 1), 5, 6, 7, 8]
+    assert journal.damaged_records == 4 - kept >= 1
+    assert len(list((directory / "damaged").iterdir())) == 1
     journal.close()
 
 
@@ -160,6 +290,11 @@ def test_second_opener_is_refused(tmp_path: Path) -> None:
     first.close()
 
 
-def test_header_layout() -> None:
-    # length and crc32, little-endian: the format other tools (and this test) can read.
-    assert HEADER.format == "<II" and HEADER.size == struct.calcsize("<II") == 8
+def test_record_layout() -> None:
+    # magic, crc32 over length · seq · body, length, seq (little-endian): the format other
+    # tools (and this test) can read.
+    assert RECORD.format == "<4sIIQ" and RECORD.size == 20
+    record = frame(7, b"hello")
+    magic, crc, length, seq = RECORD.unpack_from(record)
+    assert (magic, length, seq) == (RECORD_MAGIC, 5, 7)
+    assert crc == zlib.crc32(record[8:])
