@@ -227,10 +227,20 @@ function expired(entry: { expiresAt?: number | undefined }, now: number): boolea
   return entry.expiresAt !== undefined && entry.expiresAt > 0 && entry.expiresAt < now;
 }
 
+/** A value this backend wrote: the plugin's entry itself. */
+function isPluginEntry(v: unknown): v is PluginMemoryEntry {
+  if (typeof v !== "object" || v === null || !("value" in v)) return false;
+  const e = v as Record<string, unknown>;
+  return typeof e["createdAt"] === "number" && typeof e["updatedAt"] === "number";
+}
+
 /**
  * The plugin's Qdrant backend, through memoryd: its cache lives in the kv namespace of the
- * plugin's own namespace (collection `<namespace>-cache`, as before). createdAt/updatedAt of
- * loaded entries are memoryd's (when the entry was first/last saved).
+ * plugin's own namespace (collection `<namespace>-cache`, as before). Each kv value is the
+ * plugin's entry as is (value, ttl, expiresAt, createdAt, updatedAt), as the plugin's Qdrant
+ * payload was, so everything the plugin stored comes back exactly; memoryd's own expiresAt is
+ * the entry's, so memoryd expires and sweeps it. An entry written into the namespace by other
+ * means loads as its value with memoryd's timestamps.
  */
 export class PluginCacheBackend {
   /** The entry objects as last loaded or saved, by key: how `save` tells what changed. */
@@ -243,15 +253,10 @@ export class PluginCacheBackend {
     const now = Date.now();
     const known = new Map<string, PluginMemoryEntry>();
     for await (const e of this.kv.entries(this.namespace)) {
-      if (expired(e, now)) continue;
-      const entry: PluginMemoryEntry = {
-        value: e.value,
-        ttl: e.ttlMs !== undefined ? e.ttlMs / 1000 : 0,
-        expiresAt: e.expiresAt,
-        createdAt: e.createdAt,
-        updatedAt: e.updatedAt,
-      };
-      if (entry.expiresAt === undefined) delete entry.expiresAt;
+      const entry: PluginMemoryEntry = isPluginEntry(e.value)
+        ? e.value
+        : { value: e.value, createdAt: e.createdAt, updatedAt: e.updatedAt };
+      if (expired(entry, now)) continue;
       into.set(e.key, entry);
       known.set(e.key, entry);
     }
@@ -270,12 +275,9 @@ export class PluginCacheBackend {
         continue;
       }
       if (this.known.get(key) === entry) continue;
-      dirty.push(compact({
-        key,
-        value: entry.value,
-        ttlMs: entry.ttl && entry.ttl > 0 ? Math.round(entry.ttl * 1000) : undefined,
-        expiresAt: entry.expiresAt && entry.expiresAt > 0 ? entry.expiresAt : undefined,
-      }));
+      // memoryd keeps whole ms: round up so it never expires an entry before the plugin would
+      const expiresAt = entry.expiresAt && entry.expiresAt > 0 ? Math.ceil(entry.expiresAt) : undefined;
+      dirty.push(compact({ key, value: entry, expiresAt }));
     }
     for (const key of this.known.keys()) if (!cache.has(key)) gone.push(key);
 
@@ -289,7 +291,7 @@ export class PluginCacheBackend {
         // One bad entry must not keep the rest unsaved forever: write them one by one.
         for (const item of batch) {
           try {
-            await this.kv.set(this.namespace, item.key, item.value, { ttlMs: item.ttlMs, expiresAt: item.expiresAt });
+            await this.kv.set(this.namespace, item.key, item.value, { expiresAt: item.expiresAt });
             saved++;
           } catch (one) {
             if (!(one instanceof ValidationError)) throw one;
