@@ -3,6 +3,8 @@ trimming."""
 
 from __future__ import annotations
 
+import resource
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -162,6 +164,58 @@ async def test_damage_across_segments_is_counted_from_the_seq_gap(tmp_path: Path
     assert len(list((directory / "damaged").iterdir())) == 2
     assert not paths[1].exists()  # nothing valid left in it (the copy is kept)
     journal.close()
+
+
+async def test_damage_and_a_torn_tail_in_the_last_segment(tmp_path: Path) -> None:
+    """The copy aside is taken before the torn tail is cut: it holds the file as found."""
+    directory = tmp_path / "j"
+    await write_records(directory, 6)
+    [segment] = segments(directory)
+    data = bytearray(segment.read_bytes())
+    data[len(FILE_MAGIC) + 10] ^= 0xFF  # record 1's header
+    torn = frame(7, body(6))[:-5]
+    found = bytes(data) + torn
+    segment.write_bytes(found)
+    journal = Journal(directory, max_bytes=1 << 20)
+    assert [seq for seq, _ in journal.open()] == [2, 3, 4, 5, 6]
+    assert (journal.damaged_records, journal.torn_bytes) == (1, len(torn))
+    [copy] = (directory / "damaged").iterdir()
+    assert copy.read_bytes() == found
+    assert segment.read_bytes() == bytes(data)  # only the torn tail was cut
+    journal.close()
+
+
+async def test_a_failed_append_is_cut_back_off_and_the_next_one_retries(
+        tmp_path: Path) -> None:
+    """A write the file system refuses part-way (here: RLIMIT_FSIZE, the one limit a test
+    can lower without root; the tmpfs test in test_journal_faults.py fills a real disk)."""
+    directory = tmp_path / "j"
+    journal = Journal(directory, max_bytes=1 << 24)
+    journal.open()
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    seqs = []
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (32 * 1024 + 50, hard))
+        with pytest.raises(errors.BackendUnavailable) as caught:
+            while True:
+                seqs.append(journal.append(b"z" * 1000))
+        assert "cannot write" in caught.value.message
+        assert journal.stats()["writeError"] is not None
+        [segment] = segments(directory)
+        assert segment.stat().st_size == len(FILE_MAGIC) + len(seqs) * (RECORD.size + 1000)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    seqs.append(journal.append(b"after"))
+    await journal.commit(seqs[-1])
+    assert journal.stats()["writeError"] is None
+    journal.close()
+    reopened = Journal(directory, max_bytes=1 << 24)
+    records = reopened.open()
+    assert [seq for seq, _ in records] == seqs and records[-1][1] == b"after"
+    assert reopened.torn_bytes == 0 and reopened.damaged_records == 0
+    reopened.close()
 
 
 async def test_a_record_inside_a_body_is_not_replayed_twice(tmp_path: Path) -> None:
