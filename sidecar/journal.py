@@ -163,12 +163,30 @@ class _Read:
     """One segment as ``open`` found it."""
 
     def __init__(self, path: Path, first_seq: int, data: bytes,
-                 records: list[tuple[int, bytes, int]], bad: list[tuple[int, int]]) -> None:
+                 records: list[tuple[int, bytes, int]], bad: list[tuple[int, int]],
+                 legacy: bool) -> None:
         self.path = path
         self.first_seq = first_seq
         self.data = data
         self.records = records
         self.bad = bad
+        self.legacy = legacy
+
+    def whole_record_at(self, offset: int) -> bool:
+        """Whether the bytes from ``offset`` to the end are exactly one record as long as its
+        header says (only its checksum fails): a complete write that was damaged since, not
+        one a crash cut short (that leaves the file shorter than announced, or zeros)."""
+        data = self.data
+        if self.legacy:
+            if len(data) - offset < LEGACY_HEADER.size:
+                return False
+            length, _ = LEGACY_HEADER.unpack_from(data, offset)
+            return length > 0 and offset + LEGACY_HEADER.size + length == len(data)
+        if len(data) - offset < RECORD.size:
+            return False
+        magic, _, length, _ = RECORD.unpack_from(data, offset)
+        return (magic == RECORD_MAGIC and length > 0
+                and offset + RECORD.size + length == len(data))
 
 
 class Journal:
@@ -254,7 +272,7 @@ class Journal:
                 records, bad = scan(data, max(after, first - 1))
             if records:
                 after = records[-1][0]
-            reads.append(_Read(path, first, data, records, bad))
+            reads.append(_Read(path, first, data, records, bad, legacy))
         return reads
 
     def _recover(self, reads: list[_Read]) -> list[tuple[int, bytes]]:
@@ -265,6 +283,8 @@ class Journal:
             # A torn tail: bad bytes at the end with no valid record after them anywhere.
             torn = (read.bad[-1] if read.bad and index >= last_valid
                     and read.bad[-1][1] == len(read.data) else None)
+            if torn is not None and read.whole_record_at(torn[0]):
+                torn = None  # the last record, damaged: not a torn write
             damage = [b for b in read.bad if b is not torn]
             if damage:
                 later = next((r.first_seq for r in reads[index + 1:]), None)
@@ -296,7 +316,8 @@ class Journal:
             prev = max((seq for seq, _, at in read.records if at < start),
                        default=read.first_seq - 1)
             nxt = next((seq for seq, _, at in read.records if at >= end), next_segment_seq)
-            lost += max(0, (nxt if nxt is not None else prev + 1) - prev - 1)
+            # nothing after it: the journal's last record (see whole_record_at)
+            lost += 1 if nxt is None else max(0, nxt - prev - 1)
         nbytes = sum(end - start for start, end in damage)
         self.damaged_records += lost
         self.damaged_bytes += nbytes

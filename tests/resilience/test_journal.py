@@ -218,6 +218,28 @@ async def test_a_failed_append_is_cut_back_off_and_the_next_one_retries(
     reopened.close()
 
 
+@pytest.mark.parametrize("legacy", [False, True])
+async def test_a_damaged_last_record_is_not_taken_for_a_torn_tail(tmp_path: Path,
+                                                                  legacy: bool) -> None:
+    """Whole (as long as its header says) but failing its checksum: a bit flipped after the
+    write completed, so possibly acknowledged — reported as damage, not cut silently."""
+    directory = tmp_path / "j"
+    if legacy:
+        directory.mkdir()
+        (directory / f"{1:020d}.wal").write_bytes(legacy_segment([body(i) for i in range(3)]))
+    else:
+        await write_records(directory, 3)
+    [segment] = segments(directory)
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    journal = Journal(directory, max_bytes=1 << 20)
+    assert [seq for seq, _ in journal.open()] == [1, 2]
+    assert (journal.damaged_records, journal.torn_bytes) == (1, 0)
+    assert len(list((directory / "damaged").iterdir())) == 1
+    journal.close()
+
+
 async def test_a_record_inside_a_body_is_not_replayed_twice(tmp_path: Path) -> None:
     """A body holding a whole framed record (content is the client's) with an old seq is
     never taken for a record: seqs only grow."""
