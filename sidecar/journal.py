@@ -21,9 +21,10 @@ of them: one fsync serves many writes (``fsyncs`` vs ``appends`` in ``stats()``)
 
 What ``open`` does with bytes that are not a valid record:
 
-- at the very end of the journal (no valid record after them): a torn tail. A crash cut the
-  write short; acknowledgement waits for an fsync that covers everything before it, so it was
-  never acknowledged. Cut, with a warning.
+- at the very end of the journal (no valid record after them), unless they are one whole
+  record that only fails its checksum: a torn tail. A crash cut the write short;
+  acknowledgement waits for an fsync that covers everything before it, so it was never
+  acknowledged. Cut, with a warning.
 - anywhere else: damage (a flipped bit, a bad sector) to records that may have been
   acknowledged. The segment is copied to ``journal/damaged/<name>.<time>`` first, every valid
   record after the damage is replayed, and the loss (records, from the seq gap, and bytes) is
