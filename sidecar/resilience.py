@@ -11,7 +11,11 @@
    and full jitter, at most ``store_retries`` times and never past the deadline. A call that
    timed out is not retried: it already used the whole deadline.
 3. a circuit breaker shared by every call to the same backend: while it is open calls fail at
-   once with ``backend_unavailable`` instead of piling up on a dead server.
+   once with ``backend_unavailable`` instead of piling up on a dead server. It counts store
+   failures only: errors the store raised, and timeouts while the store answered nothing at
+   all for a whole read deadline. A timeout while the store kept answering other calls is time
+   spent queueing behind them (the embedded engine does one call at a time), or a caller's
+   tiny ``timeoutMs``: one client's flood must not take the store away from the others.
 
 Which operations are retried, and why that is safe: all of them except ``open`` and
 ``close``. Every Store operation memoryd issues is idempotent —
@@ -128,17 +132,22 @@ class CircuitBreaker:
     ``failure_rate`` of the calls in the last ``window`` seconds failed (once at least
     ``min_calls`` were made). Open → half-open after ``open_seconds``: one probe call goes
     through, the others still fail fast; the probe's success closes the breaker, its failure
-    opens it again for another ``open_seconds``."""
+    opens it again for another ``open_seconds``.
+
+    A timeout is a failure only once the store has answered no call for ``silence`` seconds
+    (``record_timeout``)."""
 
     def __init__(self, *, failures: int = 5, failure_rate: float = 0.5, window: float = 30.0,
-                 min_calls: int = 20, open_seconds: float = 5.0,
+                 min_calls: int = 20, open_seconds: float = 5.0, silence: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.failures_to_open = failures
         self.failure_rate = failure_rate
         self.window = window
         self.min_calls = min_calls
         self.open_seconds = open_seconds
+        self.silence = silence
         self.clock = clock
+        self.last_answer_at = clock()  # when the store last answered a call
         self.state: BreakerState = "closed"
         self.consecutive_failures = 0
         self.opened_at: float | None = None
@@ -149,6 +158,7 @@ class CircuitBreaker:
         self.failures = 0
         self.rejected = 0
         self.times_opened = 0
+        self.queued_timeouts = 0  # timeouts not counted: the store was answering meanwhile
         self.last_error: str | None = None
         self.last_error_at: float | None = None  # wall clock, for humans
         self.last_change_at: float = time.time()
@@ -157,7 +167,8 @@ class CircuitBreaker:
     def from_config(cls, config: Config) -> CircuitBreaker:
         return cls(failures=config.breaker_failures, failure_rate=config.breaker_failure_rate,
                    window=config.breaker_window, min_calls=config.breaker_min_calls,
-                   open_seconds=config.breaker_open_seconds)
+                   open_seconds=config.breaker_open_seconds,
+                   silence=config.read_timeout_ms / 1000)
 
     # ---- state machine
     def _set(self, state: BreakerState) -> None:
@@ -212,6 +223,7 @@ class CircuitBreaker:
 
     def record_success(self, probe: bool) -> None:
         self.successes += 1
+        self.last_answer_at = self.clock()
         self.consecutive_failures = 0
         if probe:
             self.probe_in_flight = False
@@ -219,6 +231,17 @@ class CircuitBreaker:
             self._set("closed")
         else:
             self._remember(True)
+
+    def record_timeout(self, probe: bool, error: errors.Timeout) -> None:
+        """A call ran out of its deadline. If the store answered some call within the last
+        ``silence`` seconds it is alive: the time went waiting behind other calls (or the
+        caller allowed almost none), which says nothing about the store's health. Only a
+        store silent for that long — hung, or too slow for any deadline — is failing."""
+        if self.clock() - self.last_answer_at < self.silence:
+            self.queued_timeouts += 1
+            self.release(probe)
+        else:
+            self.record_failure(probe, error)
 
     def record_failure(self, probe: bool, error: errors.MemorydError) -> None:
         self.failures += 1
@@ -257,6 +280,7 @@ class CircuitBreaker:
             "failures": self.failures,
             "rejected": self.rejected,
             "timesOpened": self.times_opened,
+            "queuedTimeouts": self.queued_timeouts,
             "lastError": self.last_error,
             "lastErrorAt": self.last_error_at,
             "lastChangeAt": self.last_change_at,
@@ -303,8 +327,8 @@ class ResilientStore(Store):
                     result = await fn()
             except TimeoutError:
                 self.timeouts += 1
-                error: errors.MemorydError = errors.Timeout(deadline.timeout_ms)
-                self.breaker.record_failure(probe, error)
+                error = errors.Timeout(deadline.timeout_ms)
+                self.breaker.record_timeout(probe, error)
                 raise error from None
             except TRANSIENT as exc:
                 self.breaker.record_failure(probe, exc)

@@ -1,11 +1,14 @@
-"""The circuit breaker's state machine (on a hand-driven clock), and ResilientStore's retries,
+"""The circuit breaker's state machine (on a hand-driven clock), ResilientStore's retries,
 deadlines and breaker against a real QdrantStore talking HTTP through a cuttable proxy to the
-fake Qdrant endpoint."""
+fake Qdrant endpoint, and one client's flood of timed-out reads over a real socket."""
 
 from __future__ import annotations
 
+import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -107,6 +110,29 @@ def test_failure_rate_over_the_window_opens() -> None:
     assert slow.state == "closed"
 
 
+def test_timeouts_count_only_while_the_store_answers_nothing() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failures=3, silence=10, clock=clock)
+    late = errors.Timeout(5)
+    breaker.record_success(breaker.acquire())
+    for _ in range(50):  # the store answered 1 s ago: these calls only waited behind others
+        clock.now += 0.02
+        breaker.record_timeout(breaker.acquire(), late)
+    assert breaker.state == "closed" and breaker.consecutive_failures == 0
+    assert breaker.queued_timeouts == 50 and breaker.last_error is None
+    clock.now += 10  # silent for a whole read deadline: the store is hung
+    for _ in range(3):
+        breaker.record_timeout(breaker.acquire(), late)
+    assert breaker.state == "open" and breaker.snapshot()["queuedTimeouts"] == 50
+    # A probe that times out after the silence re-opens; one that succeeds closes.
+    clock.now += 5.1
+    breaker.record_timeout(breaker.acquire(), late)
+    assert breaker.state == "open"
+    clock.now += 5.1
+    breaker.record_success(breaker.acquire())
+    assert breaker.state == "closed"
+
+
 def test_full_jitter_stays_under_the_cap() -> None:
     values = [full_jitter(attempt, 0.05, 1.0) for attempt in range(12) for _ in range(50)]
     assert all(0 <= v <= 1.0 for v in values)
@@ -184,3 +210,64 @@ async def test_hanging_endpoint_times_out_at_the_request_deadline(proxy: CutProx
     assert elapsed < config.read_timeout_ms / 1000  # the request's deadline, not the class's
     assert store.timeouts == 1
     await store.close()
+
+
+# -- over a real socket: one client's flood cannot open the breaker for the others ----------
+
+DIM = 4
+
+
+def _vector(i: int) -> list[float]:
+    return [1.0, (i % 7) / 7, (i % 5) / 5, 0.5]
+
+
+def test_one_clients_timed_out_flood_leaves_the_breaker_closed_for_others(
+        memoryd_factory: Any) -> None:
+    """Three connections (192 requests in flight, under max_in_flight) pipeline batches of memory.list with a few ms of timeoutMs: the
+    engine does one call at a time, so most of them run out of time queueing behind the
+    others. The store keeps answering, so none of that is a store failure: another client's
+    reads are served throughout and the breaker stays closed."""
+    server = memoryd_factory("--dimension", str(DIM), env={
+        "MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_SWEEP_INTERVAL": "0"})
+    with server.connect() as other:
+        other.result("memory.saveBatch", {"inputs": [
+            {"category": "fact", "content": f"memory {i}", "vector": _vector(i)}
+            for i in range(200)]})
+        done = threading.Event()
+        flood_kinds: dict[str, int] = {}
+        lock = threading.Lock()
+
+        def flood(seed: int) -> None:
+            rng = random.Random(seed)
+            with server.connect() as c:
+                while not done.is_set():
+                    c.send([c.request_obj("memory.list", {"limit": 50,
+                                                          "timeoutMs": rng.randint(1, 30)})
+                            for _ in range(100)])
+                    for reply in c.read():
+                        kind = reply["error"]["data"]["kind"] if "error" in reply else "ok"
+                        with lock:
+                            flood_kinds[kind] = flood_kinds.get(kind, 0) + 1
+
+        threads = [threading.Thread(target=flood, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            served = 0
+            for _ in range(400):  # bounded: the flood must have produced its timeouts by then
+                assert len(other.result("memory.list", {"limit": 5})) == 5
+                served += 1
+                with lock:
+                    if flood_kinds.get("timeout", 0) >= 300 and served >= 5:
+                        break
+        finally:
+            done.set()
+            for thread in threads:
+                thread.join(60)
+        stats = other.result("system.stats")["store"]
+        health = other.result("system.health")
+    assert flood_kinds.get("timeout", 0) >= 300, flood_kinds
+    assert set(flood_kinds) <= {"ok", "timeout"}, flood_kinds  # never backend_unavailable
+    assert stats["breaker"]["queuedTimeouts"] > 0  # timeouts inside store calls, not counted
+    assert stats["breaker"]["timesOpened"] == 0 and stats["breaker"]["failures"] == 0
+    assert health["checks"]["breaker"]["state"] == "closed"
