@@ -60,6 +60,14 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # -- limits (reloadable)
     max_line_bytes: Annotated[int, Meta(ge=1024)] = 16 * 1024 * 1024
     max_in_flight: PositiveInt = 256
+    # Memory is bounded per connection and in total (README, Reliability): a connection stops
+    # being read while this many of its requests (batch items count) are unanswered or unsent;
+    max_connection_in_flight: PositiveInt = 64
+    max_batch: PositiveInt = 1000  # requests in one JSON-RPC batch; more = invalid_request
+    max_connections: PositiveInt = 512  # beyond: one `overloaded` line, then closed
+    # unfinished request lines held across all connections; the one that would exceed it is
+    # answered `overloaded` and closed
+    max_buffered_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
     drain_timeout: NonNegFloat = 10.0
     # -- store
     collection: Annotated[str, Meta(min_length=1, max_length=255)] = "agent_memory"
@@ -97,6 +105,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # -- embedding / reranking
     embedding: EmbeddingConfig = EmbeddingConfig()
     reranker: RerankerConfig = RerankerConfig()
+
+    def __post_init__(self) -> None:
+        if self.max_buffered_bytes < self.max_line_bytes:
+            # a longest line must fit, or it would be refused as `overloaded` on an idle server
+            raise ValueError("max_buffered_bytes must be at least max_line_bytes")
 
     # ---- derived paths
     def socket_path(self) -> Path:

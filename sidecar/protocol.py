@@ -2,7 +2,8 @@
 
 jsonrpcserver finds the method, binds params and shapes responses; this module adds what it
 lacks: params validated by msgspec Structs, the error taxonomy of CONTRACT §2 in every error's
-``data``, per-item errors inside batches, an in-flight cap, draining, and the guarantee that
+``data``, per-item errors inside batches, a batch-size cap, an in-flight cap, draining, and
+the guarantees that no line stops memoryd (every decode failure is an error reply) and that
 no exception text reaches a client (jsonrpcserver copies it into ``data`` by default).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import msgspec
@@ -29,6 +30,15 @@ _CODE_KINDS = {cls.code: cls for cls in errors.ALL_ERRORS}
 _GENERIC_INTERNAL = "internal error (see memoryd's log)"
 
 
+class Parsed(NamedTuple):
+    """One line, decoded: its requests (one, or a batch's items), or the error ``reply`` to
+    send instead when the line is not JSON-RPC at all."""
+
+    items: list[Any]
+    batch: bool = False
+    reply: bytes | None = None
+
+
 class Dispatcher:
     """Turns decoded lines into responses using the method registry."""
 
@@ -39,38 +49,64 @@ class Dispatcher:
         # jsonrpcserver calls fn(context, *args, **kwargs); one wrapper per registered method
         self._methods = {name: self._wrap(method) for name, method in methods.items()}
 
-    # -- entry point --------------------------------------------------------------------
-    async def handle_line(self, line: bytes, peer: tuple[int, int]) -> bytes | None:
-        """Answer one line; None for notifications (and batches of only notifications)."""
+    # -- entry points -------------------------------------------------------------------
+    def parse(self, line: bytes) -> Parsed:
+        """Decode one line. Never raises: whatever a client sends, a bad line becomes an error
+        reply (``parse`` or ``invalid_request``) and the connection goes on."""
         line = line.strip()
         if not line:
-            return None
-        if line[:1] == b"[":
-            try:
-                items = msgspec.json.decode(line)
-            except msgspec.DecodeError as exc:
-                return encode(_error_response(errors.ParseError("Parse error", detail=str(exc))))
-            if not isinstance(items, list) or not items:
-                return encode(_error_response(errors.InvalidRequest("empty batch")))
-            replies: list[Any] = [None] * len(items)
+            return Parsed([])
+        try:
+            value = msgspec.json.decode(line)
+        # DecodeError and UnicodeDecodeError (invalid UTF-8 inside a string) are ValueErrors;
+        # RecursionError is msgspec's answer to nesting deeper than the interpreter's stack.
+        except (ValueError, RecursionError) as exc:
+            detail = "nested too deeply" if isinstance(exc, RecursionError) else (
+                "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc))
+            return Parsed([], reply=error_line(errors.ParseError("Parse error", detail=detail)))
+        if not isinstance(value, list):
+            return Parsed([value])
+        if not value:
+            return Parsed([], reply=error_line(errors.InvalidRequest("empty batch")))
+        limit = self.app.config.max_batch
+        if len(value) > limit:
+            return Parsed([], reply=error_line(errors.InvalidRequest(
+                f"batch of {len(value)} requests exceeds the maximum of {limit} (max_batch)")))
+        return Parsed(value, batch=True)
 
-            async def one(index: int, item: Any) -> None:
-                replies[index] = await self._dispatch(item, peer, decoded=True)
+    async def answer(self, parsed: Parsed, peer: tuple[int, int]) -> bytes | None:
+        """The reply line for a parsed line; None for notifications (and batches of only
+        notifications)."""
+        if parsed.reply is not None or not parsed.items:
+            return parsed.reply
+        if not parsed.batch:
+            reply = await self._dispatch(parsed.items[0], peer)
+            return None if reply is None else encode(reply)
+        replies: list[Any] = [None] * len(parsed.items)
+        pending = iter(enumerate(parsed.items))
 
-            async with anyio.create_task_group() as tg:
-                for index, item in enumerate(items):
-                    tg.start_soon(one, index, item)
-            answered = [r for r in replies if r is not None]
-            return encode(answered) if answered else None
-        reply = await self._dispatch(line, peer, decoded=False)
-        return None if reply is None else encode(reply)
+        # A few workers take the items in turn: a batch runs at most as many requests at once
+        # as a connection may have in flight, not one task per item.
+        async def worker() -> None:
+            for index, item in pending:
+                replies[index] = await self._dispatch(item, peer)
 
-    async def _dispatch(self, request: Any, peer: tuple[int, int], decoded: bool) -> Any:
+        workers = min(len(parsed.items), self.app.config.max_connection_in_flight)
+        async with anyio.create_task_group() as tg:
+            for _ in range(workers):
+                tg.start_soon(worker)
+        answered = [r for r in replies if r is not None]
+        return encode(answered) if answered else None
+
+    async def handle_line(self, line: bytes, peer: tuple[int, int]) -> bytes | None:
+        return await self.answer(self.parse(line), peer)
+
+    async def _dispatch(self, request: Any, peer: tuple[int, int]) -> Any:
         response = await dispatch_to_response(
             request,
             self._methods,
             context=peer,
-            deserializer=_note_id if decoded else _decode,
+            deserializer=_note_id,  # decoded already, by parse()
             validator=_validate_envelope,
         )
         return None if response is None else _serializable(response)
@@ -157,10 +193,6 @@ def _note_id(request: Any) -> Any:
     if isinstance(request, dict):
         _request_id.set(request.get("id"))
     return request
-
-
-def _decode(line: bytes) -> Any:
-    return _note_id(msgspec.json.decode(line))
 
 
 def _validate_envelope(request: Any) -> Any:

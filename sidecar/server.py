@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
+import resource
 import signal
 import socket
 import stat
@@ -22,22 +24,26 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
-from anyio.streams.buffered import BufferedByteReceiveStream
 from loguru import logger
 
 from sidecar import errors, lifecycle, logs, sweeper
 from sidecar.app import App
 from sidecar.config import Config, ConfigError
 from sidecar.lifecycle import StartupError
-from sidecar.protocol import Dispatcher, error_line
+from sidecar.protocol import Dispatcher, Parsed, error_line
 from sidecar.rpc import load_all
 from sidecar.store.base import Store
 
 # Linux caps sun_path at 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
 # Settings a SIGHUP can change; everything else needs a restart.
-RELOADABLE = ("log_level", "log_format", "max_line_bytes", "max_in_flight", "drain_timeout",
-              "allowed_uids", "sweep_interval")
+RELOADABLE = ("log_level", "log_format", "max_line_bytes", "max_in_flight",
+              "max_connection_in_flight", "max_batch", "max_connections", "max_buffered_bytes",
+              "drain_timeout", "allowed_uids", "sweep_interval")
+# accept() failures that mean "out of a resource": back off instead of spinning on them
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# file descriptors memoryd needs besides its connections (store, journal, pipes, logs)
+_FD_RESERVE = 64
 
 
 class ServeOptions:
@@ -77,7 +83,20 @@ def acquire_lock(lock_path: Path, socket_path: Path) -> int:
     """An exclusive flock held for the server's life. Raises StartupError(exit 3) when
     another live memoryd holds it."""
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            # never through a symlink: it would let whoever placed it make memoryd create or
+            # truncate a file elsewhere
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                         | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StartupError("config", f"lock file {lock_path} is a symbolic link; "
+                                   "memoryd does not follow it (remove it)", 2) from None
+            raise StartupError("config", f"cannot open lock file {lock_path}: "
+                               f"{exc.strerror}", 2) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StartupError("config", f"lock file {lock_path} is not a regular file", 2)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -90,7 +109,7 @@ def acquire_lock(lock_path: Path, socket_path: Path) -> int:
         # A server that stopped meanwhile removed the file we opened: our lock is on a dead
         # inode and a third server could lock a new file. Lock what is at the path now.
         try:
-            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+            same = os.lstat(lock_path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
         if same:
@@ -136,6 +155,104 @@ def uid_allowed(uid: int, config: Config) -> bool:
     return uid in (os.getuid(), 0) or uid in config.allowed_uids
 
 
+# -- framing and flow control ----------------------------------------------------------
+class LineTooLong(Exception):
+    pass
+
+
+class OverBudget(Exception):
+    pass
+
+
+class ByteBudget:
+    """The bytes of request lines not yet complete, across all connections: a connection
+    whose growth would exceed ``max_buffered_bytes`` is refused."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.used = 0
+
+    def charge(self, old: int, new: int) -> bool:
+        """Move one connection's share from ``old`` to ``new`` bytes; False (and nothing
+        changed) when that would exceed the budget."""
+        if new > old and self.used + new - old > self.config.max_buffered_bytes:
+            return False
+        self.used += new - old
+        return True
+
+
+class LineReader:
+    """Newline-framed lines from one connection. What it holds is charged to the shared
+    budget; a last line without its newline still counts."""
+
+    def __init__(self, stream: anyio.abc.ByteReceiveStream, budget: ByteBudget) -> None:
+        self.stream = stream
+        self.budget = budget
+        self.buffer = bytearray()
+        self.scanned = 0  # no newline in buffer[:scanned]
+        self.charged = 0
+        self.eof = False
+
+    async def receive_line(self, limit: int) -> bytes:
+        """The next line; raises LineTooLong past ``limit`` bytes, OverBudget, or
+        anyio.EndOfStream after the last line."""
+        while True:
+            index = self.buffer.find(b"\n", self.scanned)
+            if index > limit or (index < 0 and len(self.buffer) > limit):
+                raise LineTooLong
+            if index >= 0 or self.eof:
+                end = index if index >= 0 else len(self.buffer)
+                line = bytes(self.buffer[:end])
+                del self.buffer[:end + 1]
+                self.scanned = 0
+                self.release(len(self.buffer))
+                if index < 0 and not line.strip():
+                    raise anyio.EndOfStream
+                return line
+            self.scanned = len(self.buffer)
+            try:
+                self.buffer += await self.stream.receive()
+            except anyio.EndOfStream:
+                self.eof = True
+                continue
+            if not self.budget.charge(self.charged, len(self.buffer)):
+                raise OverBudget
+            self.charged = len(self.buffer)
+
+    def release(self, keep: int = 0) -> None:
+        self.budget.charge(self.charged, keep)  # shrinking always succeeds
+        self.charged = keep
+
+
+class Flow:
+    """One connection's unanswered requests (batch items count) and the bytes of their
+    lines. Its reader waits while either is at its cap, so a client that does not read its
+    replies stops being read (backpressure) instead of making memoryd hold ever more."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        self.room = anyio.Event()
+
+    def full(self, config: Config) -> bool:
+        return self.requests >= config.max_connection_in_flight or (
+            self.requests > 0 and self.bytes >= config.max_line_bytes)
+
+    async def wait_room(self, config: Config) -> None:
+        while self.full(config):
+            self.room = anyio.Event()
+            await self.room.wait()
+
+    def take(self, requests: int, size: int) -> None:
+        self.requests += requests
+        self.bytes += size
+
+    def release(self, requests: int, size: int) -> None:
+        self.requests -= requests
+        self.bytes -= size
+        self.room.set()
+
+
 # -- the server -------------------------------------------------------------------------
 class Server:
     def __init__(self, config: Config, options: ServeOptions | None = None) -> None:
@@ -153,6 +270,11 @@ class Server:
         self.parent: lifecycle.ParentWatch | None = None
         self.idle_since: float | None = time.monotonic()
         self.pending = 0  # lines being answered, reply write included
+        self.connections = 0  # accepted and not yet closed (each holds a descriptor)
+        self.budget = ByteBudget(config)
+        self.accept_failures = 0  # in a row
+        self.accept_delay = 0.0
+        self.accept_logged_at = -math.inf
         self.quiet = anyio.Event()  # set when draining and nothing is pending (or forced)
 
     # ---- startup
@@ -170,6 +292,12 @@ class Server:
             self.socket_path = Path(name if isinstance(name, str) else self.socket_path)
         self.listener = await anyio.abc.SocketListener.from_socket(sock)
         logger.info("listening on {}", self.socket_path)
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < self.config.max_connections + _FD_RESERVE:
+            logger.warning("the open-file limit ({}) leaves less than max_connections ({}) "
+                           "+ {} descriptors: connections beyond it wait until one closes "
+                           "(raise LimitNOFILE or lower max_connections)", soft,
+                           self.config.max_connections, _FD_RESERVE)
         self.build_models()
         await self.open_store()
         self.attach_guard()
@@ -334,32 +462,72 @@ class Server:
         assert self.listener is not None
         async with self.listener:
             while True:
-                stream = await self.listener.accept()
+                try:
+                    stream = await self.listener.accept()
+                except anyio.BrokenResourceError as exc:  # anyio's wrapper of accept's OSError
+                    await self._accept_failed(exc.__cause__)
+                    continue
+                self.accept_failures = 0
+                self.accept_delay = 0.0
+                if self.connections >= self.config.max_connections:
+                    await self._refuse(stream, errors.Overloaded(
+                        f"more than {self.config.max_connections} connections; back off"))
+                    continue
+                self.connections += 1
                 tg.start_soon(self._connection, stream)
 
-    async def _connection(self, stream: anyio.abc.SocketStream) -> None:
+    async def _accept_failed(self, exc: BaseException | None) -> None:
+        """Out of descriptors (EMFILE) or another accept failure: survive it. The listening
+        socket stays readable meanwhile, so resource errors back off (10 ms doubling to 1 s)
+        instead of spinning; logged at most every 10 s."""
+        self.accept_failures += 1
+        if getattr(exc, "errno", None) in _RESOURCE_ERRNOS:
+            self.accept_delay = min(max(self.accept_delay * 2, 0.01), 1.0)
+        now = time.monotonic()
+        if now - self.accept_logged_at >= 10:
+            self.accept_logged_at = now
+            logger.error("accept failed ({} in a row, {} connections open): {}; retrying in "
+                         "{:g} s", self.accept_failures, self.connections, exc,
+                         self.accept_delay)
+        await anyio.sleep(self.accept_delay)
+
+    async def _refuse(self, stream: anyio.abc.SocketStream, error: errors.MemorydError) -> None:
+        """One error line, then close. Never waits on the client: a line that does not fit
+        its socket buffer at once is dropped."""
         raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        pid, uid, _gid = peer_credentials(raw)
+        with contextlib.suppress(OSError):
+            raw.send(error_line(error))
+        await stream.aclose()
+
+    async def _connection(self, stream: anyio.abc.SocketStream) -> None:
         stats = self.app.stats
-        async with stream:
-            if not uid_allowed(uid, self.config):
-                logger.warning("refused connection from uid {} (pid {})", uid, pid)
-                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    await stream.send(error_line(errors.InvalidRequest(
-                        f"uid {uid} may not use this memoryd (see allowed_uids)")))
-                return
-            stats.connections += 1
-            stats.connections_total += 1
-            self.idle_since = None
-            try:
-                await self._serve_lines(stream, (uid, pid))
-            finally:
-                stats.connections -= 1
-                if stats.connections == 0:
-                    self.idle_since = time.monotonic()
+        try:
+            async with stream:
+                raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+                pid, uid, _gid = peer_credentials(raw)
+                if not uid_allowed(uid, self.config):
+                    logger.warning("refused connection from uid {} (pid {})", uid, pid)
+                    await self._refuse(stream, errors.InvalidRequest(
+                        f"uid {uid} may not use this memoryd (see allowed_uids)"))
+                    return
+                stats.connections += 1
+                stats.connections_total += 1
+                self.idle_since = None
+                try:
+                    await self._serve_lines(stream, (uid, pid))
+                finally:
+                    stats.connections -= 1
+                    if stats.connections == 0:
+                        self.idle_since = time.monotonic()
+        except Exception:  # one connection's failure never stops the server
+            logger.opt(exception=True).error("connection failed")
+        finally:
+            self.connections -= 1
 
     async def _serve_lines(self, stream: anyio.abc.SocketStream, peer: tuple[int, int]) -> None:
-        reader = BufferedByteReceiveStream(stream)
+        reader = LineReader(stream, self.budget)
+        flow = Flow()
+        stats = self.app.stats
         send_lock = anyio.Lock()
 
         async def send(data: bytes) -> None:
@@ -367,45 +535,61 @@ class Server:
                 with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                     await stream.send(data)
 
-        async def answer(line: bytes) -> None:
+        async def answer(parsed: Parsed, weight: int, size: int) -> None:
             self.pending += 1
             try:
-                reply = await self.dispatcher.handle_line(line, peer)
+                try:
+                    reply = await self.dispatcher.answer(parsed, peer)
+                except Exception:  # a bug costs one request, never the connection
+                    logger.opt(exception=True).error("unexpected error answering a request")
+                    reply = error_line(errors.InternalError("internal error (see memoryd's log)"))
                 if reply is not None:
                     await send(reply)
             finally:
+                flow.release(weight, size)
                 self.pending -= 1
                 if self.pending == 0 and self.dispatcher.draining:
                     self.quiet.set()
 
         # In-flight answers are still written after the client half-closes (socat does):
         # the task group waits for them before the stream is closed.
-        async with anyio.create_task_group() as tg:
-            while True:
-                limit = self.config.max_line_bytes
-                last = False
-                try:
-                    # receive_until checks the cap only while the newline is missing; a
-                    # long line that arrives whole is caught by the length check below.
-                    line: bytes | None = await reader.receive_until(b"\n", limit + 1)
-                except anyio.DelimiterNotFound:
-                    line = None
-                except anyio.IncompleteRead:
-                    line = bytes(reader.buffer)  # a last line without its newline
-                    last = True
-                    if not line.strip():
+        try:
+            async with anyio.create_task_group() as tg:
+                while True:
+                    if flow.full(self.config):
+                        stats.connections_paused += 1
+                        try:
+                            await flow.wait_room(self.config)
+                        finally:
+                            stats.connections_paused -= 1
+                    limit = self.config.max_line_bytes
+                    try:
+                        line = await reader.receive_line(limit)
+                    except LineTooLong:
+                        logger.warning("line over {} bytes: closing the connection", limit)
+                        await send(error_line(errors.InvalidRequest(
+                            f"request line exceeds the maximum of {limit} bytes")))
                         break
-                except (anyio.EndOfStream, anyio.BrokenResourceError,
-                        anyio.ClosedResourceError, ConnectionError):
-                    break
-                if line is None or len(line) > limit:
-                    logger.warning("line over {} bytes: closing the connection", limit)
-                    await send(error_line(errors.InvalidRequest(
-                        f"request line exceeds the maximum of {limit} bytes")))
-                    break
-                tg.start_soon(answer, line)
-                if last:
-                    break
+                    except OverBudget:
+                        budget = self.config.max_buffered_bytes
+                        logger.warning("unfinished request lines would exceed {} bytes "
+                                       "(max_buffered_bytes): closing a connection", budget)
+                        await send(error_line(errors.Overloaded(
+                            f"memoryd holds {budget} bytes of unfinished request lines "
+                            "(max_buffered_bytes); closing this connection")))
+                        break
+                    except (anyio.EndOfStream, anyio.BrokenResourceError,
+                            anyio.ClosedResourceError, ConnectionError):
+                        break
+                    parsed = self.dispatcher.parse(line)
+                    if parsed.reply is None and not parsed.items:
+                        continue  # a blank line
+                    weight = max(1, len(parsed.items))
+                    flow.take(weight, len(line))
+                    tg.start_soon(answer, parsed, weight, len(line))
+                reader.release()  # nothing more is read: give the budget back now
+        finally:
+            reader.release()
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:

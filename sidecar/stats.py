@@ -26,6 +26,7 @@ class Stats:
         self.in_flight = 0
         self.connections = 0
         self.connections_total = 0
+        self.connections_paused = 0  # not read until their replies are (backpressure)
         self.sweeps = 0
         self.swept = 0
         self.last_sweep_at: float | None = None

@@ -57,6 +57,7 @@ async def stats(ctx: Context, params: NoParams) -> dict[str, Any]:
         "inFlight": s.in_flight,
         "connections": s.connections,
         "connectionsTotal": s.connections_total,
+        "connectionsPaused": s.connections_paused,
         "methods": s.methods(),
         "errorsByKind": dict(s.errors_by_kind),
         "process": {

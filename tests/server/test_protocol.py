@@ -186,3 +186,62 @@ def test_raw_client_is_not_confused_by_many_connections(memoryd: Any) -> None:
     finally:
         for c in clients:
             c.close()
+
+
+# Lines that once stopped memoryd (issue 12): each gets an error line, the next request on
+# the same connection is served, and memoryd still answers on a new connection.
+HOSTILE_LINES = {
+    "batch nested deep": b"[" * 5000,
+    "batch invalid utf-8": b'["\xff"]',
+    "batch lone surrogate bytes": b'["\xed\xa0\x80"]',
+    "batch item nested deep": b'[{"jsonrpc":"2.0","id":1,"method":"system.hello","params":'
+                              + b'{"a":' * 3000 + b"1" + b"}" * 3000 + b"}]",
+    "single nested deep": b'{"a":' * 5000,
+    "single invalid utf-8": b'{"jsonrpc":"2.0","id":"\xff","method":"system.hello"}',
+    "single nested deep then closed": b"{" + b'"a":[' * 3000 + b"]" * 3000 + b"}",
+}
+
+
+@pytest.mark.parametrize("line", HOSTILE_LINES.values(), ids=HOSTILE_LINES.keys())
+def test_hostile_line_gets_an_error_and_the_connection_goes_on(memoryd: Any,
+                                                               line: bytes) -> None:
+    with memoryd.connect() as c:
+        c.send_raw(line + b"\n")
+        err = error_of(c.read())
+        assert err["data"]["kind"] in ("parse", "invalid_request")
+        assert c.result("system.hello")["protocol"] == 1
+    assert memoryd.call("system.health")["result"]["live"] is True
+    assert memoryd.proc.poll() is None
+
+
+def test_batch_over_max_batch_is_one_error(memoryd_factory: Any) -> None:
+    server = memoryd_factory(env={"MEMORYD_MAX_BATCH": "10"})
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "system.hello"}
+    with server.connect() as c:
+        c.send([hello] * 11)
+        err = error_of(c.read())
+        assert err["data"]["kind"] == "invalid_request"
+        assert "11" in err["message"] and "10" in err["message"]
+        c.send([hello] * 10)
+        assert len(c.read()) == 10  # at the cap: served
+        assert c.result("system.hello")["protocol"] == 1
+
+
+def test_batch_items_run_a_few_at_a_time(memoryd_factory: Any) -> None:
+    """A batch larger than the per-connection in-flight cap is answered whole, never
+    `overloaded` by its own items (they run at most that many at once)."""
+    server = memoryd_factory(env={"MEMORYD_MAX_IN_FLIGHT": "4",
+                                  "MEMORYD_MAX_CONNECTION_IN_FLIGHT": "4"})
+    with server.connect() as c:
+        c.send([{"jsonrpc": "2.0", "id": i, "method": "system.hello"} for i in range(500)])
+        replies = c.read()
+    assert sorted(r["id"] for r in replies) == list(range(500))
+    assert all("result" in r for r in replies)
+
+
+def test_ten_thousand_item_batch_is_refused_by_default(memoryd: Any) -> None:
+    with memoryd.connect() as c:
+        c.send([{"jsonrpc": "2.0", "id": i, "method": "memory.list"} for i in range(10_000)])
+        err = error_of(c.read())
+        assert err["data"]["kind"] == "invalid_request" and "1000" in err["message"]
+        assert c.result("system.hello")["protocol"] == 1

@@ -95,6 +95,24 @@ def test_refuses_a_non_socket_at_the_path(short_tmp: Path) -> None:
     assert (run / "memoryd.sock").read_text() == "precious"
 
 
+@pytest.mark.parametrize("target_exists", [True, False])
+def test_lock_file_symlink_is_not_followed(short_tmp: Path, target_exists: bool) -> None:
+    run = short_tmp / "run"
+    run.mkdir(mode=0o700)
+    target = short_tmp / "victim"
+    if target_exists:
+        target.write_text("precious")
+    (run / "memoryd.sock.lock").symlink_to(target)
+    server = Memoryd(short_tmp, check_ready=False)
+    assert server.proc.wait(timeout=60) == 2
+    failed = msgspec.json.decode(server.proc.stdout.readline())
+    assert failed["params"]["error"]["kind"] == "config"
+    assert "symbolic link" in failed["params"]["error"]["message"]
+    # neither created nor truncated through the link
+    assert target.read_text() == "precious" if target_exists else not target.exists()
+    assert (run / "memoryd.sock.lock").is_symlink()
+
+
 def test_socket_path_too_long(short_tmp: Path) -> None:
     deep = short_tmp / ("d" * 120)
     proc = subprocess.run(
