@@ -343,6 +343,9 @@ class WriteQueue:
 
     async def _apply(self, batch: list[_Pending]) -> None:
         front = batch[0]
+        if front.op == UNDECODABLE:
+            assert front.error is not None
+            raise front.error  # set aside, in its turn
         store = self.stores.get(front.collection)
         if store is None:
             # Not dropped: it waits (in order) until that collection's store is registered.
@@ -371,36 +374,16 @@ class WriteQueue:
         if not batch:
             return "idle"
         try:
-            if batch[0].op == UNDECODABLE:
-                assert batch[0].error is not None
-                self._reject(batch[0], batch[0].error)
-                return "applied"
-            try:
-                await self._apply(batch)
-            except TRANSIENT:
-                raise
-            except errors.MemorydError as exc:
-                if len(batch) > 1:
-                    self._isolate_until = batch[-1].seq  # find the one the store rejects
-                    return "applied"
-                self._reject(batch[0], exc)
-                return "applied"
-            except Exception as exc:  # a bug: do not let it wedge the queue forever
-                logger.opt(exception=True).error("journal: applying seq {} failed",
-                                                 batch[0].seq)
-                if len(batch) > 1:
-                    self._isolate_until = batch[-1].seq
-                    return "applied"
-                self._reject(batch[0], errors.InternalError(f"applying the write failed: "
-                                                            f"{type(exc).__name__}"))
-                return "applied"
+            await self._apply(batch)
         except TRANSIENT as exc:
             self._stall(exc)
             return "stalled"
-        except OSError as exc:  # rejected.jsonl cannot be written (a full disk): retry later
-            self._stall(errors.BackendUnavailable(
-                f"cannot keep a refused write aside: {exc.strerror or exc}"))
-            return "stalled"
+        except errors.MemorydError as exc:
+            return self._refused(batch, exc)
+        except Exception as exc:  # a bug: do not let it wedge the queue forever
+            logger.opt(exception=True).error("journal: applying seq {} failed", batch[0].seq)
+            return self._refused(batch, errors.InternalError(
+                f"applying the write failed: {type(exc).__name__}"))
         if self.stalled:
             logger.info("store reachable again: applying queued writes ({} left)",
                         len(self.pending) - len(batch))
@@ -419,6 +402,19 @@ class WriteQueue:
             if not p.settled.is_set():
                 p.queued = True
                 p.settled.set()
+
+    def _refused(self, batch: list[_Pending], exc: errors.MemorydError
+                 ) -> Literal["applied", "stalled"]:
+        if len(batch) > 1:
+            self._isolate_until = batch[-1].seq  # find the one the store rejects
+            return "applied"
+        try:
+            self._reject(batch[0], exc)
+        except OSError as io:  # rejected.jsonl cannot be written (a full disk): retry later
+            self._stall(errors.BackendUnavailable(
+                f"cannot keep a refused write aside: {io.strerror or io}"))
+            return "stalled"
+        return "applied"
 
     def _reject(self, p: _Pending, exc: errors.MemorydError) -> None:
         if p.waiting and not p.settled.is_set():
