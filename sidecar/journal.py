@@ -425,8 +425,7 @@ class Journal:
         except OSError as exc:
             self._write_failed(exc, raise_=True)
         if self._write_error is not None:
-            logger.info("journal: writing again ({} was the last failure)",
-                        self._write_error.strerror)
+            logger.info("journal: writing again (after: {})", self._write_error.strerror)
             self._write_error = None
         active.size += len(record)
         active.last_seq = seq
