@@ -23,5 +23,6 @@ export PATH="$PWD/.venv/bin:$PATH"
 ruff check sidecar tests scripts
 python -m pytest -q "$@"
 
-# TypeScript client: built and tested against a real memoryd from this venv.
+# TypeScript client: built and tested against a real memoryd from this venv, under Node and
+# then under Bun (agent-core's runtime; npm ci installs it from the npm registry).
 (cd clients/typescript && npm ci --no-audit --no-fund && MEMORYD_BIN="$PWD/../../.venv/bin/memoryd" npm test)

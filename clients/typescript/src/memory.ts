@@ -242,9 +242,12 @@ export class SidecarMemory {
     }
   }
 
-  /** Last known state: initialized, connected, and the backend answered. */
+  /** Last known state: initialized, connected, the backend answered, and a spawned memoryd is
+   *  not known to have exited (its exit and the socket's close arrive in either order: Bun
+   *  reports the exit first). */
   isAvailable(): boolean {
-    return this.initialized && !this.initFailed && this.client.connected && this.backendUp;
+    const spawnedUp = !this.supervisor || this.supervisor.state === "running" || this.supervisor.state === "external";
+    return this.initialized && !this.initFailed && this.client.connected && this.backendUp && spawnedUp;
   }
 
   resetInit(): void {
