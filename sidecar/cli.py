@@ -119,7 +119,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from sidecar import lifecycle, logs
     from sidecar.server import ServeOptions, serve
+    from sidecar.store.files import PRIVATE_UMASK
 
+    # Memories on disk are for this user only: 0600 files, 0700 dirs whatever the caller's
+    # umask (the engine worker inherits it and sets it again itself).
+    os.umask(PRIVATE_UMASK)
     try:
         config = _load(args)
     except ConfigError as exc:

@@ -7,14 +7,22 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
+import sidecar
 from sidecar.client import RpcError, call
 from sidecar.config import Config, masked
+from sidecar.store import files
+from sidecar.store.edge import exit_reason
 
 
 def run(config: Config) -> int:
@@ -50,6 +58,7 @@ def run(config: Config) -> int:
     else:
         lines.append(f"ok    lock held by pid {holder}")
     # 3. the server itself
+    answering = False
     if sock.exists():
         try:
             health = call(sock, "system.health", timeout=10)
@@ -61,6 +70,7 @@ def run(config: Config) -> int:
                 say(bool(check.get("ok")), f"{name}: {msgspec.json.encode(detail).decode()}")
             for reason in health.get("reasons", []):
                 lines.append(f"note  {reason}")
+            answering = True
         except (OSError, RpcError) as exc:
             say(False, f"socket {sock} exists but memoryd does not answer ({exc}); "
                        "if the lock is free this is a stale socket, removed at the next start")
@@ -71,16 +81,67 @@ def run(config: Config) -> int:
     if data.exists():
         writable = os.access(data, os.W_OK)
         say(writable, f"data directory {data}: {'writable' if writable else 'NOT writable'}")
+        st = data.stat()
+        private = not files.loose_bits(st.st_mode)
+        say(private, f"data directory {data}: mode {stat.S_IMODE(st.st_mode):04o}" + (
+            "" if private else
+            " - other local users can read every memory in it; memoryd makes it 0700 at its "
+            f"next start, or now: chmod 700 {data}"))
+        # 5. embedded stores: a running memoryd holds them (its health said how they are)
+        if not answering:
+            for shard in sorted((data / "edge").glob("*")):
+                if shard.is_dir() and not shard.name.endswith(".creating"):
+                    _check_store(shard, data, say)
         journal = data / "journal"
         if journal.exists():
             size = sum(p.stat().st_size for p in journal.glob("*") if p.is_file())
             lines.append(f"note  journal {journal}: {size} bytes on disk")
     else:
         lines.append(f"note  data directory {data} does not exist yet (created at first start)")
-    # 5. config
+    # 6. config
     lines.append("note  effective config: " + msgspec.json.encode(masked(config)).decode())
     print("\n".join(lines))
     return 0 if ok else 1
+
+
+# What to do about a store that cannot open, by failure kind (engine.failure_of); the general
+# steps follow.
+_ADVICE = {
+    "no_space": "free space on that device, then start memoryd again (nothing is lost)",
+    "locked": "another process has it open: is a second memoryd running with this data "
+              "directory?",
+    "denied": "give the user memoryd runs as back ownership of it (chown -R), or fix the mount",
+}
+
+
+def _check_store(shard: Path, data: Path, say: Callable[[bool, str], None]) -> None:
+    """Open one shard in a throwaway engine process (a crash there costs nothing) and say
+    whether it opens; if not, what the engine said and how to recover."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "sidecar.store.engine", "--check",
+                               str(shard)], capture_output=True, text=True, timeout=300,
+                              cwd=Path(sidecar.__file__).resolve().parent.parent)
+        lines = done.stdout.strip().splitlines()
+        result = json.loads(lines[-1]) if done.returncode == 0 and lines else {
+            "ok": False, "kind": "engine", "message": exit_reason(done.returncode, shard),
+            "detail": (done.stderr.strip().splitlines() or [None])[-1]}
+    except subprocess.TimeoutExpired:
+        result = {"ok": False, "kind": "engine", "message": "opening it took over 300 s",
+                  "detail": None}
+    if result["ok"]:
+        say(True, f"store {shard}: opens, {result['points']} points, "
+                  f"{files.mib(result['diskBytes'])} on disk")
+        return
+    stamp = time.strftime("%Y%m%d")
+    say(False, "\n        ".join(filter(None, (
+        f"store {shard} cannot open: {result['message']}",
+        f"the engine said: {result['detail']}" if result.get("detail") else None,
+        _ADVICE.get(result["kind"]),
+        "to recover: stop memoryd; back the directory up (cp -a "
+        f"{shard} {shard}.bak-{stamp}); move it aside (mv {shard} {shard}.broken-{stamp}); "
+        "start memoryd: it creates an empty collection and applies what its journal "
+        f"({data / 'journal'}) still holds; then restore older memories from a backup or an "
+        "export"))))
 
 
 def _lock_holder(lock: Path) -> str | None:

@@ -40,7 +40,10 @@ class MethodNotFound(MemorydError):
 
 
 class ValidationError(MemorydError):
-    """Params failed the schema or a rule; ``errors`` is a list of ``{path, message}``."""
+    """Params failed the schema or a rule; ``errors`` is a list of ``{path, message}``.
+
+    Messages are for people (they reach agent-core's tools as they are): a sentence that
+    names the field, such as "id must be a UUID"; the path says the same for programs."""
 
     code, kind = -32602, "validation"
 
@@ -49,7 +52,8 @@ class ValidationError(MemorydError):
 
     @classmethod
     def at(cls, path: str, message: str) -> ValidationError:
-        return cls(f"{message} - at `{path}`", [{"path": path, "message": message}])
+        """One failure: ``message`` is the whole sentence, ``path`` where it applies."""
+        return cls(message, [{"path": path, "message": message}])
 
 
 class InternalError(MemorydError):

@@ -22,7 +22,7 @@ from jsonrpcserver.response import ErrorResponse, SuccessResponse
 from loguru import logger
 from oslash.either import Left, Right  # jsonrpcserver's result type
 
-from sidecar import errors
+from sidecar import contract, errors
 from sidecar.resilience import request_timeout
 from sidecar.rpc import Context, Method
 
@@ -164,24 +164,19 @@ def pop_timeout(kwargs: dict[str, Any]) -> int | None:
     calls, tighter than the configured one for its operation class."""
     if "timeoutMs" not in kwargs:
         return None
-    value = kwargs.pop("timeoutMs")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise errors.ValidationError.at("$.timeoutMs", "must be a positive integer (ms)")
-    return value
+    try:
+        return msgspec.convert(kwargs.pop("timeoutMs"), contract.TimeoutMs)
+    except msgspec.ValidationError as exc:
+        raise contract.validation_error(exc, root="$.timeoutMs") from None
 
 
 def convert_params(raw: dict[str, Any], params_type: type[msgspec.Struct]) -> Any:
-    """msgspec-validate params; every failure becomes ``validation`` with its path."""
+    """msgspec-validate params; every failure becomes ``validation`` with its path and a
+    message for people."""
     try:
         return msgspec.convert(raw, params_type)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        path = "$"
-        if " - at `" in message:
-            message, _, rest = message.partition(" - at `")
-            path = rest.rstrip("`")
-        raise errors.ValidationError(
-            f"invalid params: {exc!s}", [{"path": path, "message": message}]) from None
+        raise contract.validation_error(exc, params_type) from None
 
 
 # The id of the request being dispatched, for logs and handlers: set when jsonrpcserver

@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from sidecar import errors
+from sidecar import contract, errors
 from sidecar.domain.filters import Condition, Filter, Range
 from sidecar.store.base import PayloadIndex, Point, Record
 
@@ -86,6 +86,11 @@ def value_size(value: Any) -> int:
 
 
 def check_value(value: Any, cap: int, path: str = "$.value") -> None:
+    """A value the store can hold and read back (depth, int64) within the size cap."""
+    try:
+        contract.check_json(value, path)
+    except contract.FieldError as exc:
+        raise contract.field_error(exc.subpath, exc.predicate) from None
     size = value_size(value)
     if size > cap:
         raise errors.ValidationError.at(
@@ -186,7 +191,7 @@ def encode_cursor(after: int) -> str:
 
 
 def decode_cursor(cursor: str, path: str = "$.cursor") -> int:
-    bad = errors.ValidationError.at(path, "not a cursor from kv.list")
+    bad = contract.field_error(path, "is not a cursor kv.list returned")
     if not cursor.startswith(_CURSOR_PREFIX):
         raise bad
     body = cursor[len(_CURSOR_PREFIX):]

@@ -25,6 +25,7 @@ from loguru import logger
 from msgspec import UNSET, Meta, UnsetType
 
 from sidecar import errors
+from sidecar.contract import field_error
 from sidecar.domain import kv
 from sidecar.domain.filters import Filter
 from sidecar.resilience import ResilientStore
@@ -313,7 +314,7 @@ async def _write(app: App, namespace: str, items: Sequence[KVItem], path: str
         kv.check_key(item.key, f"{where}.key")
         kv.check_value(item.value, cap, f"{where}.value")
         if item.key in seen:
-            raise errors.ValidationError.at(f"{where}.key", "the same key twice in one call")
+            raise field_error(f"{where}.key", "repeats a key given earlier in this call")
         seen.add(item.key)
     space = await spaces_of(app).get(namespace, create=True)
     assert space is not None

@@ -70,7 +70,24 @@ async def stats(ctx: Context, params: NoParams) -> dict[str, Any]:
         "sweeper": {"runs": s.sweeps, "deleted": s.swept, "lastRunAt": s.last_sweep_at},
     }
     out.update(app.extra_stats())
+    if (storage := await _storage(app)) is not None:
+        out["storage"] = storage
     return out
+
+
+async def _storage(app: Any) -> dict[str, Any] | None:
+    """Live vs reclaimable data of the embedded store (its last answer while it is busy);
+    None for a Qdrant server, which reclaims by itself."""
+    try:
+        info, _stale = await app._store_info()
+    except errors.MemorydError:
+        return None
+    detail = info.detail
+    if "reclaimablePoints" not in detail:
+        return None
+    return {"livePoints": info.points,
+            **{key: detail[key] for key in ("reclaimablePoints", "diskBytes", "walBytes",
+                                            "reclaimableBytes", "reclaims", "lastReclaimMs")}}
 
 
 @rpc("system.shutdown", "admin")

@@ -16,7 +16,14 @@ if TYPE_CHECKING:
 
 
 def open_store(config: Config) -> Store:
-    """Build the configured store (not yet opened: call ``await store.open()``)."""
+    """Build the configured store (not yet opened: call ``await store.open()``). First makes
+    the data directory private (0700), whichever store: it holds the journal too."""
+    from loguru import logger
+
+    from sidecar.store.files import private_dir
+
+    if warning := private_dir(config.data_path()):
+        logger.warning(warning)
     if config.qdrant_url or config.qdrant_path:
         from sidecar.store.qdrant import QdrantStore
 

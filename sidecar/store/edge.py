@@ -6,9 +6,13 @@ pipelined: each sends a frame with a fresh id and waits for the reply with that 
 waiting call finds no one reading becomes the reader for everybody until its own reply
 arrives, so no background task is needed and a cancelled call never leaves half a frame.
 
-If the worker dies, the calls in flight fail with ``BackendUnavailable`` and the next call
-starts a new worker (the shard's WAL keeps every acknowledged write). A request that never
-reached a worker (its pipe was already broken) is sent once more to the new one.
+If the worker dies, the calls in flight fail with ``BackendUnavailable`` saying why (its exit
+status: SIGBUS means the disk under its memory-mapped files is full) and the next call starts a
+new worker (the shard's WAL keeps every acknowledged write). A request that never reached a
+worker (its pipe was already broken) is sent once more to the new one.
+
+Engine failures arrive already in memoryd's words (``engine.failure_of``); ``_ERROR_CLASSES``
+picks the error class, and the engine's own text goes to the log only.
 """
 
 from __future__ import annotations
@@ -17,19 +21,21 @@ import contextlib
 import itertools
 import os
 import select
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import msgspec
 from anyio.abc import Process
+from loguru import logger
 
 import sidecar
 from sidecar import errors
 from sidecar.domain.filters import Filter
-from sidecar.store import wire
+from sidecar.store import files, wire
 from sidecar.store.base import (
     OrderBy,
     PayloadIndex,
@@ -67,8 +73,9 @@ class _Slot:
 class _Worker:
     """One running engine process and the frames in flight to it."""
 
-    def __init__(self, process: Process) -> None:
+    def __init__(self, process: Process, path: Path) -> None:
         self.process = process
+        self.path = path
         self.pidfd: int | None = None  # readable once the process exits (Linux)
         self.exit_poll: select.poll | None = None
         with contextlib.suppress(AttributeError, OSError):
@@ -130,7 +137,9 @@ class _Worker:
             try:
                 chunk = await self.process.stdout.receive(_READ_CHUNK)
             except (anyio.EndOfStream, *_PIPE_ERRORS):
-                self.die("the embedded engine stopped")
+                with anyio.move_on_after(2):  # its exit status says why
+                    await self.process.wait()
+                self.die(exit_reason(self.process.returncode, self.path))
                 return
             self.buffer.extend(chunk)
             self._dispatch()
@@ -174,8 +183,6 @@ class EdgeStore(Store):
         self._ids = itertools.count(1)
         self._closed = False
         self.restarts = 0  # workers started after the first: shown in info()
-        self._optimizing = False
-        self._last_info: wire.EngineInfo | None = None
 
     # ---- worker lifecycle
     @property
@@ -194,13 +201,15 @@ class EdgeStore(Store):
             raise errors.BackendUnavailable(
                 f"cannot start the embedded engine: {exc.strerror or type(exc).__name__}"
             ) from None
-        worker = _Worker(process)
+        worker = _Worker(process, self.path)
         try:
             dimension = await self._roundtrip(worker, wire.Open(), int | None)
         except BaseException as exc:
             await _reap(worker, kill=True)  # not started, or our caller gave up waiting
-            if isinstance(exc, (errors.MemorydError, _NotSent)):
-                # e.g. the shard failed to load; the worker said why on stderr.
+            if isinstance(exc, errors.MemorydError):
+                # the shard failed to load, or the worker died: the message says why
+                raise errors.BackendUnavailable(exc.message) from None
+            if isinstance(exc, _NotSent):
                 raise errors.BackendUnavailable("the embedded engine did not start") from None
             raise
         if self._dimension is not None and dimension != self._dimension:
@@ -239,14 +248,13 @@ class EdgeStore(Store):
         finally:
             worker.pending.pop(request_id, None)
         if reply.error is not None:
+            if reply.error.detail:
+                logger.warning("embedded engine ({}): {} failed: {}", self.collection,
+                               type(op).__name__, reply.error.detail)
             raise _error_of(reply.error)
         return msgspec.msgpack.decode(reply.result, type=result_type)
 
     async def _call(self, op: wire.Op, result_type: type[T] | Any) -> T:
-        if self._optimizing:
-            # Would wait behind the index build (minutes at 100k points): say so at once.
-            raise errors.BackendUnavailable(
-                "the embedded engine is building its vector index; retry shortly")
         worker = await self._live_worker()
         try:
             return await self._roundtrip(worker, op, result_type)
@@ -331,34 +339,25 @@ class EdgeStore(Store):
         return await self._call(wire.Facet(key, filter, limit), dict[str, int])
 
     async def info(self) -> StoreInfo:
-        if self._optimizing:  # the worker is busy: answer from what it said last
-            engine = self._last_info or wire.EngineInfo(exists=True, dimension=self._dimension)
-        else:
-            engine = await self._call(wire.Info(), wire.EngineInfo)
-            self._last_info = engine
+        engine = await self._call(wire.Info(), wire.EngineInfo)
         return StoreInfo(
             kind=self.kind, collection=self.collection, exists=engine.exists,
             dimension=engine.dimension, points=engine.points,
             indexed=bool(engine.indexed_vectors),
             detail={"segments": engine.segments, "indexedVectors": engine.indexed_vectors,
                     "payloadIndexes": engine.payload_indexes, "workerPid": self.worker_pid,
-                    "workerRestarts": self.restarts, "optimizing": self._optimizing})
+                    "workerRestarts": self.restarts,
+                    # live = ``points``; reclaimable = deleted, not yet vacuumed
+                    "reclaimablePoints": engine.reclaimable_points,
+                    "diskBytes": engine.disk_bytes, "walBytes": engine.wal_bytes,
+                    "reclaimableBytes": engine.reclaimable_bytes,
+                    "reclaims": engine.reclaims, "lastReclaimMs": engine.last_reclaim_ms})
 
-    async def optimize(self) -> bool:
-        """Build the HNSW index (and vacuum, merge) now: seconds at 20k points, minutes at
-        100k, during which every other call fails fast with ``BackendUnavailable`` and
-        ``info()`` reports ``optimizing``. Returns whether anything changed. The engine never
-        does this by itself; without it search is exact (a few ms at 20k points)."""
-        if self._optimizing:
-            raise errors.BackendUnavailable("an optimize is already running")
-        worker = await self._live_worker()
-        self._optimizing = True
-        try:
-            return await self._roundtrip(worker, wire.Optimize(), bool)
-        except _NotSent:
-            raise errors.BackendUnavailable("the embedded engine stopped") from None
-        finally:
-            self._optimizing = False
+    async def reclaim(self) -> bool:
+        """Vacuum/merge deleted points now and flush (the worker does it by itself between
+        requests once enough are deleted). Never builds an index. Returns whether a segment
+        was rewritten with live points in it."""
+        return await self._call(wire.Reclaim(), bool)
 
     async def flush(self) -> None:
         await self._call(wire.Flush(), type(None))
@@ -403,10 +402,35 @@ async def _reap(worker: _Worker, *, kill: bool = False) -> None:
     worker.release()
 
 
+# Failure kind -> memoryd's error. Requests memoryd built wrong are internal errors (retrying
+# cannot help); the store's condition (disk, files, lock, a crash) is backend_unavailable.
+_ERROR_CLASSES: dict[str, Callable[[str], errors.MemorydError]] = {
+    "filter": errors.InternalError,
+    "absent": errors.InternalError,
+    "index": errors.InternalError,
+    "invalid": errors.InternalError,
+    "unreadable": errors.InternalError,
+}
+
+
 def _error_of(failure: wire.Failure) -> errors.MemorydError:
     if failure.kind == "dimension" and failure.expected is not None:
         return errors.DimensionMismatch(failure.expected, failure.actual or 0)
-    if failure.kind in ("filter", "absent"):
-        return errors.InternalError(failure.message)
-    return errors.BackendUnavailable(f"the embedded engine failed: {failure.message}")
+    return _ERROR_CLASSES.get(failure.kind, errors.BackendUnavailable)(failure.message)
 
+
+def exit_reason(code: int | None, path: Path) -> str:
+    """Why the worker is gone, from its exit status."""
+    if not code:
+        return "the embedded engine stopped"
+    if code > 0:
+        return f"the embedded engine exited with status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    if -code == signal.SIGBUS:
+        # Its files are memory-mapped: a write the disk cannot hold kills it with SIGBUS.
+        return (f"the embedded engine was killed by SIGBUS: no space left on the device "
+                f"holding the data directory? ({files.mib(files.free_bytes(path))} free)")
+    return f"the embedded engine was killed by {name}"

@@ -1,22 +1,33 @@
 """The embedded engine's worker process: ``python -m sidecar.store.engine <shard dir>``.
 
-qdrant-edge holds the GIL for the whole of each call (an HNSW build for minutes), so memoryd
-runs it here and talks to it through stdin/stdout frames (see ``wire.py``). One request at a
-time, answered in the order received. Nothing but frames ever reaches the real stdout: fd 1 is
-pointed at stderr before the engine loads. stdin closing (memoryd gone) flushes and exits.
+qdrant-edge holds the GIL for the whole of each call, so memoryd runs it here and talks to it
+through stdin/stdout frames (see ``wire.py``). One request at a time, answered in the order
+received. Nothing but frames ever reaches the real stdout: fd 1 is pointed at stderr before the
+engine loads. stdin closing (memoryd gone) flushes and exits.
 
-The shard is never optimized implicitly (qdrant-edge only builds HNSW inside ``optimize()``);
-an ``Optimize`` request does it, and every other request waits behind it.
+Deleted points are reclaimed here, between requests (see ``Engine.maintenance_wait``): once
+enough are deleted the engine's own vacuum/merge rewrites the littered segments, then a flush
+lets the engine drop the old segments and its acknowledged WAL. The shard is configured with
+an indexing threshold of "never", so no optimizer pass ever builds an HNSW index (minutes of
+a frozen worker at 100k points); search stays exact.
+
+``python -m sidecar.store.engine --check <shard dir>`` opens a shard, prints one JSON object
+(what ``memoryd doctor`` shows) and exits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,14 +35,29 @@ from typing import Any, BinaryIO
 import msgspec
 import qdrant_edge as qe
 
-from sidecar.store import wire
+from sidecar.store import files, wire
 from sidecar.store.base import PayloadIndex, Record, ScoredRecord
 from sidecar.store.filters_edge import to_edge
 from sidecar.store.shared import UntranslatableFilter
 
 CONFIG_FILE = "edge_config.json"  # written by qdrant-edge itself; holds the vector size
-_DIM_ERROR = re.compile(r"expected dim: (\d+), got (\d+)")
-_PATH = re.compile(r"(?:/[^\s'\"`:,)]+)+")
+WAL_DIR = "wal"
+# The engine vacuums a segment once more than this fraction of its points is deleted and it
+# holds at least this many; the worker asks for a pass at the same thresholds, shard-wide.
+DELETED_THRESHOLD = 0.2
+VACUUM_MIN_POINTS = 1000
+# Below this much free space a new shard is refused: creating one takes a few MiB at once and
+# its WAL grows in 32 MiB segments, and the engine dies of SIGBUS (its files are memory-mapped)
+# rather than failing when the disk is full.
+MIN_FREE_TO_CREATE = 32 << 20
+# Maintenance runs in a pause between requests (IDLE seconds without one), but is never put
+# off longer than FORCE seconds under steady load. A reclaim pass holds the worker ~0.3 s per
+# payload index (segment files created and fsync'd: 3-5 s with memoryd's 14) plus ~15 ms per
+# 1,000 live 384-d points in the segments it rewrites, well inside the store deadlines (10 s
+# reads, 30 s writes); a flush up to ~1 s. Flushes come at most every FLUSH_AFTER seconds of
+# writes: they let the engine drop its acknowledged WAL.
+RECLAIM_IDLE, RECLAIM_FORCE = 0.05, 30.0
+FLUSH_AFTER, FLUSH_IDLE, FLUSH_FORCE = 30.0, 0.2, 300.0
 
 
 class Failed(Exception):
@@ -40,13 +66,89 @@ class Failed(Exception):
         self.failure = failure
 
 
-def shard_dimension(path: Path) -> int | None:
-    """The vector size recorded in a shard's own config file, or None without a shard."""
+_UNREADABLE = ("the embedded store's files cannot be read (damaged, or written by an "
+               "incompatible engine version)")
+
+
+# ---- engine errors in memoryd's words -------------------------------------------------
+# One table, most specific first: (errnos, pattern over the engine's text, kind, message).
+# The engine's own text never reaches a client; it travels as ``Failure.detail`` to memoryd's
+# log (WARNING). ``kind`` picks memoryd's error class (edge.py ``_ERROR_CLASSES``).
+_RULES: tuple[tuple[frozenset[int], re.Pattern[str] | None, str, str], ...] = tuple(
+    (frozenset(codes), re.compile(pattern, re.IGNORECASE) if pattern else None, kind, message)
+    for codes, pattern, kind, message in (
+        ((errno.ENOSPC, errno.EDQUOT), r"no space left|os error 28|quota exceeded",
+         "no_space", "no space left on the device holding the data directory"),
+        ((errno.EACCES, errno.EPERM), r"permission denied|os error 13",
+         "denied", "the embedded store's files may not be read or written (permission denied)"),
+        ((errno.EROFS,), r"read-only file system|os error 30",
+         "denied", "the data directory is on a read-only file system"),
+        ((), r"wouldblock|resource temporarily unavailable",
+         "locked", "the embedded store is in use by another process"),
+        ((), r"recursion limit",
+         "unreadable", "the engine cannot decode a stored record (nested too deeply)"),
+        ((), r"failed to deserialize|inconsistent storage|can't init wal|corrupt|"
+             r"does not exist|no segments were loaded|incompatible",
+         "unreadable", _UNREADABLE),
+        ((), r"no appropriate index|no range index",
+         "index", "the collection lacks a payload index memoryd relies on"),
+        ((), r"as uuid|wrong input|bad request|validation",
+         "invalid", "the engine refused memoryd's request as invalid"),
+    ))
+_DIM_ERROR = re.compile(r"expected dim: (\d+), got (\d+)")
+
+
+def failure_of(exc: BaseException) -> wire.Failure:
+    """memoryd's failure for an engine exception, the raw text kept as ``detail``."""
+    if isinstance(exc, Failed):
+        return exc.failure
+    if isinstance(exc, UntranslatableFilter):
+        return wire.Failure("filter", exc.message)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if match := _DIM_ERROR.search(text):
+        return wire.Failure("dimension", "dimension mismatch",
+                            int(match.group(1)), int(match.group(2)), detail=text)
+    code = exc.errno if isinstance(exc, OSError) else None
+    for codes, pattern, kind, message in _RULES:
+        if code in codes or (pattern is not None and pattern.search(text)):
+            return wire.Failure(kind, message, detail=text)
+    return wire.Failure("engine", "the embedded engine failed (details in memoryd's log)",
+                        detail=text)
+
+
+# ---- the shard ------------------------------------------------------------------------
+def _read_config(path: Path) -> tuple[int, str] | None:
+    """(vector size, distance) from a shard's own config file, or None without a shard."""
     try:
-        config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+        text = (path / CONFIG_FILE).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    return int(config["vectors"][""]["size"])
+    try:
+        vector = json.loads(text)["vectors"][""]
+        return int(vector["size"]), str(vector.get("distance", "Cosine"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Failed(wire.Failure("unreadable", _UNREADABLE,
+                                  detail=f"{CONFIG_FILE}: {exc}")) from None
+
+
+def _config(dimension: int, distance: str = "Cosine") -> Any:
+    """The shard config memoryd creates and loads with: vacuum/merge thresholds, and an
+    indexing threshold of 0 = never (plain segments, exact search)."""
+    return qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=dimension, distance=getattr(qe.Distance, distance)),
+        optimizers=qe.EdgeOptimizersConfig(
+            deleted_threshold=DELETED_THRESHOLD, vacuum_min_vector_number=VACUUM_MIN_POINTS,
+            indexing_threshold=0))
+
+
+def _load(path: Path) -> tuple[Any, int] | None:
+    """(shard, dimension), or None when no shard exists yet. Loading with memoryd's config
+    rewrites an older shard's optimizer settings too, so nothing builds an index by surprise."""
+    config = _read_config(path)
+    if config is None:
+        return None
+    dimension, distance = config
+    return qe.EdgeShard.load(str(path), _config(dimension, distance)), dimension
 
 
 def _index_schema(index: PayloadIndex) -> Any:
@@ -55,7 +157,7 @@ def _index_schema(index: PayloadIndex) -> Any:
     if index.schema == "integer":
         # lookup for Match, range for Range and order_by.
         return qe.IntegerIndexParams(lookup=True, range=True)
-    raise Failed(wire.Failure("engine", f"unknown index schema {index.schema!r}"))
+    raise Failed(wire.Failure("invalid", f"unknown index schema {index.schema!r}"))
 
 
 def _schema_name(schema: Any) -> str:
@@ -70,11 +172,26 @@ def _vector(value: Any) -> list[float] | None:
     return list(value) if isinstance(value, list) else None
 
 
+def _release_free_memory() -> None:
+    """Give the heap the vacuum freed back to the OS: glibc keeps it otherwise, and the
+    worker's RSS would stay at its high-water mark."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class Engine:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.dimension = shard_dimension(path)
-        self.shard: Any = qe.EdgeShard.load(str(path)) if self.dimension is not None else None
+        loaded = _load(path)
+        self.shard: Any = loaded[0] if loaded else None
+        self.dimension: int | None = loaded[1] if loaded else None
+        self.deleted = 0  # points deleted since the last reclaim pass: reclaimable
+        now = time.monotonic()
+        # One pass at the first pause catches what an earlier process left deleted.
+        self.reclaim_due: float | None = now if self.shard is not None else None
+        self.flush_due: float | None = None
+        self.reclaims = 0
+        self.last_reclaim_ms: float | None = None
 
     # ---- dispatch
     def handle(self, op: wire.Op) -> Any:
@@ -91,6 +208,45 @@ class Engine:
             raise Failed(wire.Failure(
                 "dimension", "dimension mismatch", self.dimension, len(vector)))
 
+    def _written(self) -> None:
+        if self.flush_due is None:
+            self.flush_due = time.monotonic() + FLUSH_AFTER
+
+    # ---- maintenance between requests
+    def maintenance_wait(self) -> float | None:
+        """How long to wait for the next request before maintaining: until a task is due, then
+        a pause of its IDLE seconds (0 = now, even with a request waiting: it was put off for
+        FORCE seconds). None when nothing is pending."""
+        now = time.monotonic()
+        waits = []
+        for due, idle, force in ((self.reclaim_due, RECLAIM_IDLE, RECLAIM_FORCE),
+                                 (self.flush_due, FLUSH_IDLE, FLUSH_FORCE)):
+            if due is not None:
+                waits.append(0.0 if now >= due + force else max(0.0, due - now) + idle)
+        return min(waits) if waits else None
+
+    def maintain(self) -> None:
+        if self.shard is None:
+            self.reclaim_due = self.flush_due = None
+        elif self.reclaim_due is not None and time.monotonic() >= self.reclaim_due:
+            self.reclaim()
+        elif self.flush_due is not None and time.monotonic() >= self.flush_due:
+            self.shard.flush()  # acknowledges the WAL: the engine drops what it no longer needs
+            self.flush_due = None
+
+    def reclaim(self) -> bool:
+        """Vacuum and merge what the engine's thresholds select (never an index build), then
+        flush so the old segments and the acknowledged WAL leave the disk."""
+        started = time.perf_counter()
+        changed = bool(self.shard.optimize())
+        self.shard.flush()
+        _release_free_memory()
+        self.last_reclaim_ms = round((time.perf_counter() - started) * 1000, 3)
+        self.reclaims += 1
+        self.deleted = 0
+        self.reclaim_due = self.flush_due = None
+        return changed
+
     # ---- operations
     def op_open(self, op: wire.Open) -> int | None:
         return self.dimension
@@ -102,28 +258,32 @@ class Engine:
                     "dimension", "dimension mismatch", self.dimension, op.dimension))
             self._add_indexes(self.shard, op.indexes)
             return
+        free = files.free_bytes(self.path.parent)
+        if free < MIN_FREE_TO_CREATE:
+            raise Failed(wire.Failure(
+                "no_space", f"no space left on the device holding the data directory: "
+                            f"{files.mib(free)} free, the embedded engine needs "
+                            f"{files.mib(MIN_FREE_TO_CREATE)} to create a collection"))
         # Build the shard beside its final place and rename it in, so a crash never leaves
         # a half-made collection (no config, or missing indexes) where load() would find it.
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = self.path.with_name(self.path.name + ".creating")
         shutil.rmtree(staging, ignore_errors=True)
-        config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=op.dimension, distance=qe.Distance.Cosine))
-        shard = qe.EdgeShard.create(str(staging), config)
+        shard = qe.EdgeShard.create(str(staging), _config(op.dimension))
         self._add_indexes(shard, op.indexes)
         shard.flush()
         shard.close()
         if self.path.exists() and not any(self.path.iterdir()):
             self.path.rmdir()
         os.rename(staging, self.path)
-        self.shard = qe.EdgeShard.load(str(self.path))
-        self.dimension = op.dimension
+        self.shard, self.dimension = _load(self.path) or (None, None)
 
     def _add_indexes(self, shard: Any, indexes: list[PayloadIndex]) -> None:
         existing = shard.info().payload_schema
         for index in indexes:
             if index.key not in existing:
                 shard.update(qe.UpdateOperation.create_field_index(index.key, _index_schema(index)))
+                self._written()
 
     def op_upsert(self, op: wire.Upsert) -> None:
         shard = self._require()
@@ -131,6 +291,7 @@ class Engine:
             self._check_dim(point.vector)
         shard.update(qe.UpdateOperation.upsert_points(
             [qe.Point(p.id, p.vector, p.payload) for p in op.points]))
+        self._written()
 
     def op_retrieve(self, op: wire.Retrieve) -> list[Record]:
         if self.shard is None or not op.ids:
@@ -142,7 +303,14 @@ class Engine:
     def op_delete(self, op: wire.Delete) -> None:
         if self.shard is None or not op.ids:
             return
+        before = self.shard.info().points_count
         self.shard.update(qe.UpdateOperation.delete_points(op.ids))
+        live = self.shard.info().points_count
+        self.deleted += max(0, before - live)  # absent ids leave nothing behind
+        self._written()
+        if self.reclaim_due is None and self.deleted >= max(
+                VACUUM_MIN_POINTS, DELETED_THRESHOLD * (live + self.deleted)):
+            self.reclaim_due = time.monotonic()
 
     def op_search(self, op: wire.Search) -> list[ScoredRecord]:
         if self.shard is None:
@@ -179,21 +347,31 @@ class Engine:
             op.key, limit=op.limit, exact=True, filter=to_edge(op.filter)))
         return {str(hit.value): int(hit.count) for hit in found.hits}
 
-    def op_info(self, op: wire.Info) -> wire.EngineInfo:
+    def op_info(self, op: wire.Info | None = None) -> wire.EngineInfo:
         if self.shard is None:
             return wire.EngineInfo(exists=False)
         info = self.shard.info()
+        disk = files.disk_usage(self.path)
+        wal = files.disk_usage(self.path / WAL_DIR)
+        live = info.points_count
+        # Deleted points cost about what live ones do, in the segments (not the WAL).
+        reclaimable = (disk - wal) * self.deleted // (live + self.deleted) if self.deleted else 0
         return wire.EngineInfo(
-            exists=True, dimension=self.dimension, points=info.points_count,
+            exists=True, dimension=self.dimension, points=live,
             segments=info.segments_count, indexed_vectors=info.indexed_vectors_count,
-            payload_indexes={k: _schema_name(v.data_type) for k, v in info.payload_schema.items()})
+            payload_indexes={k: _schema_name(v.data_type) for k, v in info.payload_schema.items()},
+            reclaimable_points=self.deleted, disk_bytes=disk, wal_bytes=wal,
+            reclaimable_bytes=reclaimable, reclaims=self.reclaims,
+            last_reclaim_ms=self.last_reclaim_ms)
 
-    def op_optimize(self, op: wire.Optimize) -> bool:
-        return bool(self._require().optimize())
+    def op_reclaim(self, op: wire.Reclaim) -> bool:
+        self._require()
+        return self.reclaim()
 
     def op_flush(self, op: wire.Flush) -> None:
         if self.shard is not None:
             self.shard.flush()
+            self.flush_due = None
 
     def op_shutdown(self, op: wire.Shutdown | None = None) -> None:
         if self.shard is not None:
@@ -202,34 +380,65 @@ class Engine:
             self.shard = None
 
 
-def failure_of(exc: BaseException) -> wire.Failure:
-    """Our error for an engine exception; the message is one line, with no paths."""
-    if isinstance(exc, Failed):
-        return exc.failure
-    if isinstance(exc, UntranslatableFilter):
-        return wire.Failure("filter", exc.message)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if match := _DIM_ERROR.search(text):
-        return wire.Failure("dimension", "dimension mismatch",
-                            int(match.group(1)), int(match.group(2)))
-    return wire.Failure("engine", _PATH.sub("<path>", text)[:200])
+class Unopened:
+    """Stands in for a shard that failed to load: every request gets the reason."""
 
+    def __init__(self, failure: wire.Failure) -> None:
+        self.failure = failure
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
-    data = stream.read(size)
-    if not data:
+    def handle(self, op: wire.Op) -> Any:
+        if isinstance(op, wire.Shutdown):
+            return None
+        raise Failed(wire.Failure(
+            "cannot_open", f"{self.failure.message}; `memoryd doctor` explains how to recover",
+            detail=self.failure.detail))
+
+    def maintenance_wait(self) -> float | None:
         return None
-    if len(data) != size:
-        raise EOFError("truncated frame")
-    return data
+
+    def op_shutdown(self) -> None:
+        pass
 
 
-def serve(path: Path, requests: BinaryIO, replies: BinaryIO) -> None:
+def _open(path: Path) -> Engine | Unopened:
+    try:
+        return Engine(path)
+    except Exception as exc:
+        return Unopened(failure_of(exc))  # memoryd logs the detail
+
+
+# ---- the frame loop --------------------------------------------------------------------
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            if remaining == size:
+                return None
+            raise EOFError("truncated frame")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _request_within(fd: int, seconds: float) -> bool:
+    poll = select.poll()
+    poll.register(fd, select.POLLIN | select.POLLHUP)
+    return bool(poll.poll(seconds * 1000))
+
+
+def serve(path: Path, requests: int, replies: BinaryIO) -> None:
     decoder = msgspec.msgpack.Decoder(wire.Request)
     encoder = msgspec.msgpack.Encoder()
-    engine = Engine(path)
+    engine = _open(path)
     try:
         while True:
+            wait = engine.maintenance_wait()
+            if wait is not None and (wait == 0 or not _request_within(requests, wait)):
+                assert isinstance(engine, Engine)
+                engine.maintain()
+                continue
             header = _read_exactly(requests, wire.HEADER.size)
             if header is None:
                 break  # memoryd closed our stdin: flush and leave
@@ -244,7 +453,7 @@ def serve(path: Path, requests: BinaryIO, replies: BinaryIO) -> None:
                 reply = wire.Reply(request.id, engine.handle(request.op))
             except Exception as exc:
                 failure = failure_of(exc)
-                if failure.kind == "engine":
+                if failure.kind == "engine":  # not in the table: keep the whole story
                     print(f"memoryd engine: {type(request.op).__name__} failed:",
                           file=sys.stderr)
                     traceback.print_exc(file=sys.stderr)
@@ -257,10 +466,28 @@ def serve(path: Path, requests: BinaryIO, replies: BinaryIO) -> None:
         engine.op_shutdown()
 
 
+def check(path: Path) -> dict[str, Any]:
+    """What ``memoryd doctor`` reports about one shard: it opens, or why not."""
+    engine = _open(path)
+    if isinstance(engine, Unopened):
+        return {"ok": False, **msgspec.to_builtins(engine.failure)}
+    try:
+        info = engine.op_info()
+        return {"ok": True, "points": info.points, "dimension": info.dimension,
+                "reclaimablePoints": info.reclaimable_points, "diskBytes": info.disk_bytes}
+    finally:
+        engine.op_shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # The worker writes the shard's files: 0600/0700 whatever umask memoryd was started with.
+    os.umask(files.PRIVATE_UMASK)
+    if len(argv) == 2 and argv[0] == "--check":
+        print(json.dumps(check(Path(argv[1]))))
+        return 0
     if len(argv) != 1:
-        print("usage: python -m sidecar.store.engine <shard dir>", file=sys.stderr)
+        print("usage: python -m sidecar.store.engine [--check] <shard dir>", file=sys.stderr)
         return 2
     # memoryd's Ctrl-C reaches the whole process group; memoryd decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -268,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    requests = os.fdopen(os.dup(0), "rb")
+    requests = os.dup(0)  # raw: poll() must see exactly what has not been read yet
     try:
         serve(Path(argv[0]), requests, replies)
     except BrokenPipeError:

@@ -76,8 +76,9 @@ class Info(msgspec.Struct, tag="info"):
     """Result: ``EngineInfo``."""
 
 
-class Optimize(msgspec.Struct, tag="optimize"):
-    """Result: whether any segment changed (HNSW built, vacuum, merge)."""
+class Reclaim(msgspec.Struct, tag="reclaim"):
+    """Vacuum/merge now (never an index build), then flush. Result: whether any segment
+    changed. The worker also does this by itself between requests."""
 
 
 class Flush(msgspec.Struct, tag="flush"):
@@ -89,7 +90,7 @@ class Shutdown(msgspec.Struct, tag="shutdown"):
 
 
 Op = (Open | Create | Upsert | Retrieve | Delete | Search | Scroll | Count | Facet | Info
-      | Optimize | Flush | Shutdown)
+      | Reclaim | Flush | Shutdown)
 
 
 class Request(msgspec.Struct, array_like=True):
@@ -98,12 +99,15 @@ class Request(msgspec.Struct, array_like=True):
 
 
 class Failure(msgspec.Struct):
-    """Why an operation failed. ``kind``: dimension | filter | absent | engine."""
+    """Why an operation failed, in memoryd's words (``engine.failure_of``). ``kind``: dimension
+    | filter | absent | index | invalid | unreadable | cannot_open | no_space | denied | locked
+    | engine. ``detail`` is the engine's own text: for memoryd's log, never for clients."""
 
     kind: str
     message: str
     expected: int | None = None
     actual: int | None = None
+    detail: str | None = None
 
 
 class Reply(msgspec.Struct, array_like=True):
@@ -119,6 +123,12 @@ class EngineInfo(msgspec.Struct):
     segments: int | None = None
     indexed_vectors: int | None = None
     payload_indexes: dict[str, str] = {}
+    reclaimable_points: int = 0  # deleted since the last reclaim pass
+    disk_bytes: int = 0  # allocated under the shard directory, WAL included
+    wal_bytes: int = 0
+    reclaimable_bytes: int = 0  # estimate: the deleted points' share of the segments
+    reclaims: int = 0
+    last_reclaim_ms: float | None = None
 
 
 def frame(body: bytes) -> bytes:

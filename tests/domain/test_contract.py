@@ -138,3 +138,58 @@ def test_results_omit_unset_fields() -> None:
         "accessedAt": 1}
     entry.queued = True
     assert msgspec.json.decode(msgspec.json.encode(entry))["queued"] is True
+
+
+# -- limits and messages -------------------------------------------------------------------------
+
+def nested(levels: int) -> Any:
+    value: Any = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(("value", "path", "predicate"), [
+    (nested(c.MAX_JSON_DEPTH + 1), "$.v", f"nests more than {c.MAX_JSON_DEPTH} levels"),
+    (nested(5000), "$.v", "nests more than"),  # iterative: no RecursionError
+    ({"a": [1, {"b": 2**63}]}, "$.v.a[1].b", "within 64 bits"),
+    ({"a": -(2**63) - 1}, "$.v.a", "within 64 bits"),
+    ([float("inf")], "$.v[0]", "finite"),
+    ({"x": float("nan")}, "$.v.x", "finite"),
+])
+def test_check_json_refuses(value: Any, path: str, predicate: str) -> None:
+    with pytest.raises(c.FieldError) as info:
+        c.check_json(value, "$.v")
+    assert info.value.subpath == path and predicate in info.value.predicate
+
+
+def test_check_json_accepts_the_limits() -> None:
+    c.check_json(nested(c.MAX_JSON_DEPTH), "$.v")
+    c.check_json({"max": 2**63 - 1, "min": -(2**63), "f": 1.7976931348623157e308,
+                  "s": "😀", "b": True, "n": None}, "$.v")
+
+
+def test_a_structs_own_rule_keeps_the_full_path() -> None:
+    with pytest.raises(msgspec.ValidationError) as info:
+        msgspec.convert({"inputs": [{"category": "fact", "content": "x"},
+                                    {"category": "fact", "content": "x",
+                                     "metadata": {"extra": {"n": [2**64]}}}]},
+                        c.MemorySaveBatchParams)
+    error = c.validation_error(info.value, c.MemorySaveBatchParams)
+    assert error.data()["errors"][0]["path"] == "$.inputs[1].metadata.extra.n[0]"
+    assert error.message.startswith("inputs[1].metadata.extra.n[0] must be an integer")
+
+
+@pytest.mark.parametrize(("text", "path", "message"), [
+    ("Expected `str` matching regex '^x$'", "$.id", "id has the wrong format"),
+    ("Expected `int` > 0", "$.n", "n must be greater than 0"),
+    ("Expected `array` of length >= 2", "$.xs", "xs must have at least 2 items"),
+    ("Expected `str` of length <= 5", "$.s", "s must be at most 5 characters long"),
+    ("Expected `float` <= 1000000000000000.0", "$.v[0]", "v[0] must be at most 1e+15"),
+    ("Expected `object | null`, got `array`", "$", "params must be an object or null, "
+                                                   "not an array"),
+    ("Invalid enum value 'x'", "$.q", "q is not one of the allowed values"),
+    ("some rule of a Struct's own", "$", "some rule of a Struct's own"),
+])
+def test_humanize(text: str, path: str, message: str) -> None:
+    assert c.humanize(text, path) == message

@@ -65,7 +65,7 @@ def test_validation_unknown_field(memoryd: Any) -> None:
         err = error_of(c.request("system.hello", {"bogus": 1}))
     assert err["code"] == -32602 and err["data"]["kind"] == "validation"
     assert err["data"]["errors"] == [
-        {"path": "$", "message": "Object contains unknown field `bogus`"}]
+        {"path": "$", "message": "params has an unknown field `bogus`"}]
 
 
 def test_validation_positional_params(memoryd: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -78,6 +79,32 @@ async def test_sigkill_fails_in_flight_call_then_next_call_restarts(edge: EdgeSt
     assert info.detail["workerRestarts"] == 1
 
 
+async def test_a_crashed_worker_says_why(edge: EdgeStore) -> None:
+    # SIGBUS is how the engine dies when the disk under its memory-mapped files is full.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    old = edge.worker_pid
+    assert old is not None
+    os.kill(old, signal.SIGSTOP)
+    outcome: list[BaseException | int] = []
+
+    async def in_flight() -> None:
+        try:
+            outcome.append(await edge.count(None))
+        except errors.MemorydError as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(in_flight)
+        await anyio.wait_all_tasks_blocked()
+        os.kill(old, signal.SIGBUS)
+        os.kill(old, signal.SIGCONT)
+    [failure] = outcome
+    assert isinstance(failure, errors.BackendUnavailable)
+    assert failure.message.startswith("the embedded engine was killed by SIGBUS: no space left")
+    assert "MiB free" in failure.message
+    assert await edge.count(None) == 0  # a new worker serves the next call
+
+
 async def test_worker_gone_while_idle_is_replaced_on_next_call(edge: EdgeStore) -> None:
     await edge.upsert([Point(pid(1), [1.0, 0, 0, 0], {"k": "a"})])
     old = edge.worker_pid
@@ -112,9 +139,9 @@ async def test_cancelled_call_leaves_the_stream_in_step(edge: EdgeStore) -> None
     assert edge.worker_pid == worker
 
 
-async def test_event_loop_stays_responsive_during_optimize(tmp_path: Path) -> None:
-    # Above qdrant-edge's default indexing threshold (10 MB of vectors), so optimize() really
-    # builds HNSW, which holds the GIL for its whole duration -- in the worker, not here.
+async def test_reclaim_vacuums_deleted_points_and_never_builds_an_index(tmp_path: Path) -> None:
+    # Above qdrant-edge's default indexing threshold (10 MB of vectors): an optimizer pass with
+    # the engine's defaults would build HNSW here (a frozen worker for seconds to minutes).
     dim, n = 384, 7000
     store = EdgeStore(tmp_path / "edge" / "big")
     await store.open()
@@ -125,45 +152,21 @@ async def test_event_loop_stays_responsive_during_optimize(tmp_path: Path) -> No
             await store.upsert([
                 Point(pid(i), [rng.random() for _ in range(dim)], {"k": "x", "createdAt": i})
                 for i in range(start, start + 1000)])
-        assert (await store.info()).indexed is False  # never indexed implicitly
+        await store.delete([pid(i) for i in range(n // 2)])
+        before = await store.info()
+        assert before.points == n // 2
+        assert before.detail["reclaimablePoints"] == n // 2
+        assert before.detail["reclaimableBytes"] > 0
 
-        ticks = 0
-        done = anyio.Event()
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while not done.is_set():
-                ticks += 1
-                await anyio.lowlevel.checkpoint()
-
-        outcome: list[bool] = []
-
-        async def optimize() -> None:
-            outcome.append(await store.optimize())
-            done.set()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(optimize)
-            await anyio.wait_all_tasks_blocked()  # the request is with the worker now
-            # Announced, not silent: info answers at once, other calls fail fast.
-            busy = await store.info()
-            assert busy.detail["optimizing"] is True
-            assert busy.points == n
-            with pytest.raises(errors.BackendUnavailable, match="index"):
-                await store.count(None)
-            tg.start_soon(ticker)
-            await done.wait()
-            ticks_during = ticks
-        assert outcome == [True]
-        # About one per millisecond of the build; an engine in this process would allow ~0.
-        assert ticks_during > 100
-        info = await store.info()
-        assert info.indexed is True
-        assert info.detail["indexedVectors"] == n
+        await store.reclaim()
+        after = await store.info()
+        assert after.indexed is False and after.detail["indexedVectors"] == 0
+        assert after.points == n // 2
+        assert after.detail["reclaimablePoints"] == 0
+        assert after.detail["diskBytes"] < before.detail["diskBytes"]
         hits = await store.search([0.5] * dim, filter=Filter(must=(MatchAny("k", ("x",)),)),
                                   limit=3)
-        assert len(hits) == 3
-        assert await store.optimize() is False  # nothing left to do
+        assert len(hits) == 3 and all(int(uuid.UUID(h.id)) >= n // 2 for h in hits)
     finally:
         await store.close()
 
@@ -199,11 +202,11 @@ async def test_boolean_match_is_refused_not_misread(edge: EdgeStore) -> None:
     assert await edge.count(Filter(must=(Match("b", 1),))) == 1
 
 
-async def test_engine_errors_become_backend_unavailable_without_paths(edge: EdgeStore) -> None:
+async def test_engine_errors_reach_callers_in_memoryds_words(edge: EdgeStore) -> None:
     await edge.upsert([Point(pid(1), [1.0, 0, 0, 0], {"k": "a", "n": 3})])
-    with pytest.raises(errors.BackendUnavailable) as caught:
+    with pytest.raises(errors.InternalError) as caught:
         await edge.facet("n", None, 10)  # no keyword index on `n`
-    assert "/" not in caught.value.message
+    assert caught.value.message == "the collection lacks a payload index memoryd relies on"
     assert await edge.count(None) == 1  # the worker survived the error
 
 
