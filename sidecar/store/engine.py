@@ -58,6 +58,9 @@ MIN_FREE_TO_CREATE = 32 << 20
 # writes: they let the engine drop its acknowledged WAL.
 RECLAIM_IDLE, RECLAIM_FORCE = 0.05, 30.0
 FLUSH_AFTER, FLUSH_IDLE, FLUSH_FORCE = 30.0, 0.2, 300.0
+# Disk usage is walked (a few hundred files: ~7 ms) at most this often, and after maintenance;
+# health asks for info far more often than that.
+USAGE_TTL = 5.0
 
 
 class Failed(Exception):
@@ -192,6 +195,7 @@ class Engine:
         self.flush_due: float | None = None
         self.reclaims = 0
         self.last_reclaim_ms: float | None = None
+        self._usage: tuple[float, int, int] | None = None  # (when, shard bytes, WAL bytes)
 
     # ---- dispatch
     def handle(self, op: wire.Op) -> Any:
@@ -232,7 +236,7 @@ class Engine:
             self.reclaim()
         elif self.flush_due is not None and time.monotonic() >= self.flush_due:
             self.shard.flush()  # acknowledges the WAL: the engine drops what it no longer needs
-            self.flush_due = None
+            self.flush_due = self._usage = None
 
     def reclaim(self) -> bool:
         """Vacuum and merge what the engine's thresholds select (never an index build), then
@@ -245,7 +249,16 @@ class Engine:
         self.reclaims += 1
         self.deleted = 0
         self.reclaim_due = self.flush_due = None
+        self._usage = None
         return changed
+
+    def _disk(self) -> tuple[int, int]:
+        """(bytes under the shard directory, of which the WAL's), at most USAGE_TTL old."""
+        now = time.monotonic()
+        if self._usage is None or now - self._usage[0] > USAGE_TTL:
+            self._usage = (now, files.disk_usage(self.path),
+                           files.disk_usage(self.path / WAL_DIR))
+        return self._usage[1], self._usage[2]
 
     # ---- operations
     def op_open(self, op: wire.Open) -> int | None:
@@ -351,8 +364,7 @@ class Engine:
         if self.shard is None:
             return wire.EngineInfo(exists=False)
         info = self.shard.info()
-        disk = files.disk_usage(self.path)
-        wal = files.disk_usage(self.path / WAL_DIR)
+        disk, wal = self._disk()
         live = info.points_count
         # Deleted points cost about what live ones do, in the segments (not the WAL).
         reclaimable = (disk - wal) * self.deleted // (live + self.deleted) if self.deleted else 0
