@@ -48,6 +48,7 @@ class App:
         self.embedder: Any = None  # set when an embedding provider is configured
         self.reranker: Any = None  # set when reranking is enabled
         self.guard: Any = None  # ModelGuard: which model embeds this collection
+        self.backfill: Any = None  # the lexical backfill (sidecar/backfill.py), once running
         self._guard_checked = False
         self._last_info: Any = None  # last StoreInfo health saw
         # False after a degraded start (a Qdrant server down): connected in the background
@@ -175,6 +176,8 @@ class App:
                 checks["store"] = {"ok": False, "error": exc.message}
                 degraded.append(f"store: {exc.message}")
         self._durability_health(checks, degraded)
+        if self.backfill is not None:
+            checks["lexicalIndex"] = self.backfill.snapshot()
         if self.embedder is not None:
             state = getattr(self.embedder, "state", "ready")
             checks["embedder"] = {"ok": state != "failed", "state": state,
@@ -219,6 +222,8 @@ class App:
                             **self.resilient.stats()}
         if self.queue is not None:
             out["journal"] = self.queue.snapshot()
+        if self.backfill is not None:
+            out["lexicalIndex"] = self.backfill.snapshot()
         return out
 
     def _durability_health(self, checks: dict[str, Any], degraded: list[str]) -> None:

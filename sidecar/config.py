@@ -86,6 +86,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     read_timeout_ms: PositiveInt = 10_000
     write_timeout_ms: PositiveInt = 30_000
     admin_timeout_ms: PositiveInt = 120_000
+    # -- search: the default `mode` of the searches that take one (dense = legacy-exact)
+    search_mode: Literal["dense", "hybrid"] = "dense"
+    # pause between batches of the lexical backfill (legacy memories gaining BM25 vectors)
+    lexical_backfill_pause_ms: Annotated[int, Meta(ge=0, le=60_000)] = 10
     # -- background work
     sweep_interval: NonNegFloat = 600.0  # seconds; 0 = off
     # -- key/value space (kv.*): largest value, measured as encoded JSON

@@ -53,6 +53,9 @@ STATS_CATEGORIES: tuple[str, ...] = MEMORY_CATEGORIES[:-1]
 ENTRY_TYPES: tuple[str, ...] = ("memory", "state", "conversation", "session_chain")
 
 PersonaId = Literal["zee", "stanley", "johny"]
+# dense = cosine similarity of one embedding (legacy); hybrid = BM25 and dense fused by the
+# engine (sidecar/domain/lexical.py). Absent = the config's ``search_mode``.
+SearchMode = Literal["dense", "hybrid"]
 MediaType = Literal["text", "image", "video"]
 
 # The bounds also refuse inf and NaN (NaN fails every comparison).
@@ -233,6 +236,7 @@ class _SearchFilters(msgspec.Struct, **_PARAMS):
     includeVectors: bool = False
     includeMetadata: bool = True  # accepted for legacy callers; metadata is always returned
     vector: Vector | UnsetType = UNSET
+    mode: SearchMode | UnsetType = UNSET
 
 
 class MemorySearchParams(_SearchFilters, **_PARAMS):
@@ -287,6 +291,7 @@ class RelatedContextParams(msgspec.Struct, **_PARAMS):
     query: str
     limit: SearchLimit = 5
     vector: Vector | UnsetType = UNSET
+    mode: SearchMode | UnsetType = UNSET
 
 
 # -- persona.* params --------------------------------------------------------------------------
@@ -297,12 +302,14 @@ class PersonaSearchParams(msgspec.Struct, **_PARAMS):
     limit: SearchLimit = 5
     categories: list[MemoryCategory] | UnsetType = UNSET
     vector: Vector | UnsetType = UNSET
+    mode: SearchMode | UnsetType = UNSET
 
 
 class PersonaSearchAllParams(msgspec.Struct, **_PARAMS):
     query: str
     limit: SearchLimit = 10
     vector: Vector | UnsetType = UNSET
+    mode: SearchMode | UnsetType = UNSET
 
 
 class TaskContextParams(msgspec.Struct, **_PARAMS):

@@ -47,6 +47,7 @@ from loguru import logger
 from sidecar import errors
 from sidecar.config import Config
 from sidecar.domain.filters import Filter
+from sidecar.domain.lexical import SparseVector
 from sidecar.store.base import (
     OrderBy,
     PayloadIndex,
@@ -368,11 +369,14 @@ class ResilientStore(Store):
         await self.call("write", lambda: self.inner.delete(ids))
 
     async def search(self, vector: Sequence[float], *, filter: Filter | None, limit: int,
-                     score_threshold: float | None = None,
-                     with_vector: bool = False) -> list[ScoredRecord]:
+                     score_threshold: float | None = None, with_vector: bool = False,
+                     sparse: SparseVector | None = None) -> list[ScoredRecord]:
         return await self.call("read", lambda: self.inner.search(
             vector, filter=filter, limit=limit, score_threshold=score_threshold,
-            with_vector=with_vector))
+            with_vector=with_vector, sparse=sparse))
+
+    async def set_sparse(self, vectors: Sequence[tuple[str, SparseVector]]) -> int:
+        return await self.call("write", lambda: self.inner.set_sparse(vectors))
 
     async def scroll(self, *, filter: Filter | None, limit: int, order_by: OrderBy | None = None,
                      with_payload: bool = True, with_vector: bool = False) -> list[Record]:

@@ -26,7 +26,7 @@ import anyio
 import anyio.abc
 from loguru import logger
 
-from sidecar import errors, lifecycle, logs, sweeper
+from sidecar import backfill, errors, lifecycle, logs, sweeper
 from sidecar.app import App
 from sidecar.config import Config, ConfigError
 from sidecar.lifecycle import StartupError
@@ -426,6 +426,7 @@ class Server:
             elif self.app.queue is not None:
                 tg.start_soon(self.app.queue.run)  # applies (and replays) journaled writes
             tg.start_soon(sweeper.run, self.app)
+            tg.start_soon(backfill.run, self.app)  # legacy memories gain lexical vectors
             if self.app.embedder is not None:
                 # the local model loads here, after ready, never on the start-up path
                 tg.start_soon(self.app.embedder.start)

@@ -50,6 +50,7 @@ from loguru import logger
 from sidecar import errors
 from sidecar.config import Config
 from sidecar.domain.filters import Condition, Filter, IsEmpty, Match, MatchAny, Range
+from sidecar.domain.lexical import SparseVector
 from sidecar.domain.probing import ProbeRule, first_free
 from sidecar.journal import Journal
 from sidecar.resilience import TRANSIENT, current_request_deadline, full_jitter
@@ -680,11 +681,15 @@ class JournaledView(Store):
         raise errors.InternalError("writes go through the Writer, not the read view")
 
     async def search(self, vector: Sequence[float], *, filter: Filter | None, limit: int,
-                     score_threshold: float | None = None,
-                     with_vector: bool = False) -> list[ScoredRecord]:
+                     score_threshold: float | None = None, with_vector: bool = False,
+                     sparse: SparseVector | None = None) -> list[ScoredRecord]:
         return await self.inner.search(vector, filter=filter, limit=limit,
                                        score_threshold=score_threshold,
-                                       with_vector=with_vector)
+                                       with_vector=with_vector, sparse=sparse)
+
+    async def set_sparse(self, vectors: Sequence[tuple[str, SparseVector]]) -> int:
+        # Derived from what is stored (recomputable), so not journaled.
+        return await self.inner.set_sparse(vectors)
 
     async def scroll(self, *, filter: Filter | None, limit: int, order_by: OrderBy | None = None,
                      with_payload: bool = True, with_vector: bool = False) -> list[Record]:

@@ -41,7 +41,13 @@ class IsEmpty(msgspec.Struct, frozen=True, tag="empty"):
     key: str
 
 
-Condition = Match | MatchAny | Range | IsEmpty
+class HasVector(msgspec.Struct, frozen=True, tag="has_vector"):
+    """The point has a vector named ``name`` (the lexical backfill looks for those without)."""
+
+    name: str
+
+
+Condition = Match | MatchAny | Range | IsEmpty | HasVector
 
 
 class Filter(msgspec.Struct, frozen=True):

@@ -8,12 +8,15 @@ is not the expected one reads as ``None``.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, TypeVar
 
 import msgspec
 from msgspec import UNSET
 
 from sidecar.contract import ConversationState, MemoryEntry, MemoryInput
+from sidecar.domain import lexical
+from sidecar.store.base import Point
 
 E = TypeVar("E", bound=MemoryEntry)
 
@@ -41,6 +44,14 @@ def memory_payload(memory: MemoryInput, now: int, default_namespace: str) -> dic
     payload["namespace"] = (
         memory.namespace if isinstance(memory.namespace, str) else default_namespace)
     return payload
+
+
+def memory_point(memory: MemoryInput, vector: list[float], now: int,
+                 default_namespace: str) -> Point:
+    """A new memory's point: a random id, its payload and the lexical vector of its
+    content (computed here, at write time, so the journal carries it)."""
+    return Point(str(uuid.uuid4()), vector, memory_payload(memory, now, default_namespace),
+                 lexical.document(memory.content))
 
 
 def memory_entry(id: str, payload: dict[str, Any], vector: list[float] | None = None,

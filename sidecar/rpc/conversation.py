@@ -14,7 +14,6 @@ write meanwhile.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -181,8 +180,7 @@ def fact_inputs(facts: Sequence[str], session_id: str, persona: str, now: int
 
 def fact_points(app: App, inputs: Sequence[MemoryInput], vectors: Sequence[list[float]],
                 now: int) -> list[Point]:
-    return [Point(str(uuid.uuid4()), vector,
-                  payloads.memory_payload(memory, now, app.config.default_namespace))
+    return [payloads.memory_point(memory, vector, now, app.config.default_namespace)
             for memory, vector in zip(inputs, vectors, strict=True)]
 
 

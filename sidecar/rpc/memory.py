@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 from sidecar.app import App
 from sidecar.contract import (
@@ -26,12 +25,13 @@ from sidecar.contract import (
     MultimodalContent,
     RelatedContextParams,
     SavedEntry,
+    SearchMode,
 )
-from sidecar.domain import payloads, queries
+from sidecar.domain import lexical, payloads, queries
 from sidecar.domain.filters import Filter
 from sidecar.rpc import Context, NoParams, rpc
 from sidecar.rpc.conversation import now_ms, with_queued
-from sidecar.store.base import OrderBy, Point, Record
+from sidecar.store.base import OrderBy, Record
 from sidecar.writer import matches
 
 FACET_LIMIT = 1000
@@ -45,8 +45,7 @@ async def save_memories(app: App, inputs: Sequence[MemoryInput]) -> tuple[list[S
     vectors = await app.vectors([m.content for m in inputs],
                                 [None if m.vector is UNSET else m.vector for m in inputs])
     now = now_ms()
-    points = [Point(str(uuid.uuid4()), vector,
-                    payloads.memory_payload(memory, now, app.config.default_namespace))
+    points = [payloads.memory_point(memory, vector, now, app.config.default_namespace)
               for memory, vector in zip(inputs, vectors, strict=True)]
     queued = await app.write.upsert(points)
     entries = [payloads.memory_entry(p.id, p.payload, p.vector, SavedEntry) for p in points]
@@ -79,20 +78,38 @@ def query_text(query: str | MultimodalContent) -> str:
     return query.text() or "search"
 
 
+def lexical_query(app: App, mode: SearchMode | UnsetType, words: str
+                  ) -> lexical.SparseVector | None:
+    """The query's lexical vector when the search is hybrid (``mode``, else the config's
+    ``search_mode``), else None: dense. A query without words (only a vector, or only
+    stopwords) stays dense."""
+    chosen = app.config.search_mode if mode is UNSET else mode
+    return lexical.query(words) if chosen == "hybrid" and words.strip() else None
+
+
 async def search_memories(
     app: App, text: str, supplied: Any, filter: Filter, *, limit: int,
     threshold: float | None, with_vector: bool = False,
+    mode: SearchMode | UnsetType = UNSET, words: str | None = None,
 ) -> list[MemorySearchResult]:
+    """``text`` is embedded (unless ``supplied``); ``words`` (default ``text``) are what a
+    hybrid search matches lexically."""
     [vector] = await app.vectors([text], [None if supplied is UNSET else supplied],
                                  create=False)
     hits = await app.store.search(vector, filter=filter, limit=limit,
-                                  score_threshold=threshold, with_vector=with_vector)
+                                  score_threshold=threshold, with_vector=with_vector,
+                                  sparse=lexical_query(app, mode, text if words is None
+                                                       else words))
     results = []
     for hit in hits:
         entry = payloads.memory_entry(hit.id, hit.payload, hit.vector if with_vector else None)
         if entry is not None:
             results.append(MemorySearchResult(entry=entry, score=hit.score))
     return results
+
+
+def _words(query: str | MultimodalContent) -> str:
+    return query if isinstance(query, str) else query.text()
 
 
 def _search_filter(app: App, params: MemorySearchParams | MemorySearchWithRerankParams
@@ -107,7 +124,8 @@ def _search_filter(app: App, params: MemorySearchParams | MemorySearchWithRerank
 async def search(ctx: Context, params: MemorySearchParams) -> list[MemorySearchResult]:
     return await search_memories(
         ctx.app, query_text(params.query), params.vector, _search_filter(ctx.app, params),
-        limit=params.limit, threshold=params.threshold, with_vector=params.includeVectors)
+        limit=params.limit, threshold=params.threshold, with_vector=params.includeVectors,
+        mode=params.mode, words=_words(params.query))
 
 
 @rpc("memory.searchWithRerank", "read")
@@ -122,7 +140,8 @@ async def search_with_rerank(ctx: Context, params: MemorySearchWithRerankParams
     recall = params.limit * params.recallMultiplier if params.rerank else params.limit
     candidates = await search_memories(
         app, text, params.vector, _search_filter(app, params), limit=recall,
-        threshold=params.threshold, with_vector=params.includeVectors)
+        threshold=params.threshold, with_vector=params.includeVectors, mode=params.mode,
+        words=_words(params.query))
     if not params.rerank:
         return candidates[:params.limit]
     ranked, _reranked = await rerank_candidates(
@@ -137,7 +156,7 @@ async def related_context(ctx: Context, params: RelatedContextParams) -> list[st
     results = await search_memories(
         ctx.app, params.query, params.vector,
         queries.search_filter(ctx.app.config.default_namespace, now=now_ms()),
-        limit=params.limit, threshold=0.5)
+        limit=params.limit, threshold=0.5, mode=params.mode)
     return [r.entry.content for r in results]
 
 

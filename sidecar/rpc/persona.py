@@ -15,7 +15,7 @@ from sidecar.contract import (
 from sidecar.domain import queries
 from sidecar.rpc import Context, rpc
 from sidecar.rpc.conversation import find_recent, load_conversation, now_ms
-from sidecar.rpc.memory import search_memories
+from sidecar.rpc.memory import lexical_query, search_memories
 
 PERSONA_THRESHOLD = 0.6
 NAMESPACE_PREFIX = "personas:"
@@ -34,7 +34,7 @@ async def search(ctx: Context, params: PersonaSearchParams) -> list[MemorySearch
         queries.search_filter(app.config.default_namespace, now=now_ms(),
                               namespace=persona_namespace(params.persona),
                               category=params.categories),
-        limit=params.limit, threshold=PERSONA_THRESHOLD)
+        limit=params.limit, threshold=PERSONA_THRESHOLD, mode=params.mode)
 
 
 @rpc("persona.searchAll", "read")
@@ -45,7 +45,8 @@ async def search_all(ctx: Context, params: PersonaSearchAllParams) -> list[dict[
     [vector] = await app.vectors([params.query], [None if params.vector is UNSET
                                                   else params.vector], create=False)
     hits = await app.store.search(vector, filter=queries.live_memories_filter(now_ms()),
-                                  limit=params.limit)
+                                  limit=params.limit,
+                                  sparse=lexical_query(app, params.mode, params.query))
     out = []
     for hit in hits:
         item: dict[str, Any] = {"id": hit.id, "content": hit.payload.get("content", ""),

@@ -27,11 +27,11 @@ def open_store(config: Config) -> Store:
     if config.qdrant_url or config.qdrant_path:
         from sidecar.store.qdrant import QdrantStore
 
-        return QdrantStore(config)
+        return QdrantStore(config, lexical=True)
     from sidecar.store.edge import EdgeStore
 
     return EdgeStore(config.data_path() / "edge" / config.collection,
-                     collection=config.collection)
+                     collection=config.collection, lexical=True)
 
 
 def open_collection(config: Config, name: str, *, beside: Store | None = None) -> Store:

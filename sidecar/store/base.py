@@ -17,12 +17,16 @@ from typing import Any
 import msgspec
 
 from sidecar.domain.filters import Filter
+from sidecar.domain.lexical import SparseVector
 
 
 class Point(msgspec.Struct, frozen=True):
     id: str
     vector: list[float]
     payload: dict[str, Any]
+    # The lexical (BM25) vector of a memory's content (``sidecar.domain.lexical``); None for
+    # other records, and in journal entries written before memoryd had one.
+    sparse: SparseVector | None = None
 
 
 class Record(msgspec.Struct):
@@ -102,8 +106,18 @@ class Store(ABC):
         limit: int,
         score_threshold: float | None = None,
         with_vector: bool = False,
+        sparse: SparseVector | None = None,
     ) -> list[ScoredRecord]:
-        """Nearest neighbours by Cosine similarity, best first."""
+        """Nearest neighbours by Cosine similarity, best first. With ``sparse`` (the query's
+        lexical vector): hybrid, the dense and lexical branches fused in one engine query;
+        ``score`` is still the Cosine similarity and ``score_threshold`` applies to it
+        (``sidecar.domain.lexical``)."""
+
+    @abstractmethod
+    async def set_sparse(self, vectors: Sequence[tuple[str, SparseVector]]) -> int:
+        """Give existing points their lexical vector, leaving dense vectors and payloads as
+        they are (the lexical backfill). Ids no longer present are skipped; returns how many
+        were set. Needs a store opened with ``lexical``."""
 
     @abstractmethod
     async def scroll(

@@ -35,6 +35,7 @@ from loguru import logger
 import sidecar
 from sidecar import errors
 from sidecar.domain.filters import Filter
+from sidecar.domain.lexical import SparseVector
 from sidecar.store import files, wire
 from sidecar.store.base import (
     OrderBy,
@@ -173,9 +174,10 @@ class EdgeStore(Store):
     kind = "edge"
 
     def __init__(self, path: str | Path, *, collection: str = "agent_memory",
-                 close_timeout: float = 60.0) -> None:
+                 close_timeout: float = 60.0, lexical: bool = False) -> None:
         self.path = Path(path)
         self.collection = collection
+        self.lexical = lexical  # the collection has (or gains) the BM25 sparse vector
         self.close_timeout = close_timeout
         self._dimension: int | None = None
         self._worker: _Worker | None = None
@@ -279,7 +281,7 @@ class EdgeStore(Store):
     async def ensure_collection(self, dimension: int, indexes: Sequence[PayloadIndex]) -> None:
         if self._dimension is not None and self._dimension != dimension:
             raise errors.DimensionMismatch(self._dimension, dimension)
-        await self._call(wire.Create(dimension, list(indexes)), type(None))
+        await self._call(wire.Create(dimension, list(indexes), self.lexical), type(None))
         self._dimension = dimension
 
     async def upsert(self, points: Sequence[Point]) -> None:
@@ -313,12 +315,20 @@ class EdgeStore(Store):
         limit: int,
         score_threshold: float | None = None,
         with_vector: bool = False,
+        sparse: SparseVector | None = None,
     ) -> list[ScoredRecord]:
         if self._dimension is not None and len(vector) != self._dimension:
             raise errors.DimensionMismatch(self._dimension, len(vector))
         return await self._call(
-            wire.Search(list(vector), filter, limit, score_threshold, with_vector),
+            wire.Search(list(vector), filter, limit, score_threshold, with_vector,
+                        sparse if self.lexical else None),
             list[ScoredRecord])
+
+    async def set_sparse(self, vectors: Sequence[tuple[str, SparseVector]]) -> int:
+        if not vectors:
+            return 0
+        check_ids(i for i, _ in vectors)
+        return await self._call(wire.SetSparse(list(vectors)), int)
 
     async def scroll(
         self,

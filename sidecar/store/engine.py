@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 import msgspec
 import qdrant_edge as qe
 
+from sidecar.domain import lexical
 from sidecar.store import files, wire
 from sidecar.store.base import PayloadIndex, Record, ScoredRecord
 from sidecar.store.filters_edge import to_edge
@@ -134,11 +135,15 @@ def _read_config(path: Path) -> tuple[int, str] | None:
                                   detail=f"{CONFIG_FILE}: {exc}")) from None
 
 
-def _config(dimension: int, distance: str = "Cosine") -> Any:
+def _config(dimension: int, distance: str = "Cosine", *, with_lexical: bool = False) -> Any:
     """The shard config memoryd creates and loads with: vacuum/merge thresholds, and an
-    indexing threshold of 0 = never (plain segments, exact search)."""
+    indexing threshold of 0 = never (plain segments, exact search). ``with_lexical``
+    (creating only): the BM25 sparse vector, IDF-weighted. Loading without it keeps a shard's own
+    sparse vectors."""
     return qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(size=dimension, distance=getattr(qe.Distance, distance)),
+        sparse_vectors=({lexical.VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+                        if with_lexical else None),
         optimizers=qe.EdgeOptimizersConfig(
             deleted_threshold=DELETED_THRESHOLD, vacuum_min_vector_number=VACUUM_MIN_POINTS,
             indexing_threshold=0))
@@ -172,7 +177,22 @@ def _payload(value: Any) -> dict[str, Any]:
 
 
 def _vector(value: Any) -> list[float] | None:
+    if isinstance(value, dict):  # a shard with a sparse vector too: the dense one is ""
+        value = value.get("")
     return list(value) if isinstance(value, list) else None
+
+
+def _has_lexical(path: Path) -> bool:
+    """Whether the shard declares the lexical sparse vector (its own config file says)."""
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and lexical.VECTOR in (config.get("sparse_vectors") or {})
+
+
+def _sparse(vector: lexical.SparseVector) -> Any:
+    return qe.SparseVector(indices=vector.indices, values=vector.values)
 
 
 def _release_free_memory() -> None:
@@ -188,6 +208,7 @@ class Engine:
         loaded = _load(path)
         self.shard: Any = loaded[0] if loaded else None
         self.dimension: int | None = loaded[1] if loaded else None
+        self.lexical = _has_lexical(path)  # the shard declares the BM25 sparse vector
         self.deleted = 0  # points deleted since the last reclaim pass: reclaimable
         now = time.monotonic()
         # One pass at the first pause catches what an earlier process left deleted.
@@ -270,6 +291,13 @@ class Engine:
                 raise Failed(wire.Failure(
                     "dimension", "dimension mismatch", self.dimension, op.dimension))
             self._add_indexes(self.shard, op.indexes)
+            if op.lexical and not self.lexical:
+                # A shard made before memoryd had lexical search (legacy data) gains the
+                # sparse vector in place; memories get theirs from the backfill.
+                self.shard.update(qe.UpdateOperation.create_sparse_vector(
+                    lexical.VECTOR, modifier=qe.Modifier.Idf))
+                self.lexical = True
+                self._written()
             return
         free = files.free_bytes(self.path.parent)
         if free < MIN_FREE_TO_CREATE:
@@ -282,7 +310,8 @@ class Engine:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = self.path.with_name(self.path.name + ".creating")
         shutil.rmtree(staging, ignore_errors=True)
-        shard = qe.EdgeShard.create(str(staging), _config(op.dimension))
+        shard = qe.EdgeShard.create(str(staging), _config(op.dimension,
+                                                          with_lexical=op.lexical))
         self._add_indexes(shard, op.indexes)
         shard.flush()
         shard.close()
@@ -290,6 +319,7 @@ class Engine:
             self.path.rmdir()
         os.rename(staging, self.path)
         self.shard, self.dimension = _load(self.path) or (None, None)
+        self.lexical = _has_lexical(self.path)
 
     def _add_indexes(self, shard: Any, indexes: list[PayloadIndex]) -> None:
         existing = shard.info().payload_schema
@@ -302,9 +332,23 @@ class Engine:
         shard = self._require()
         for point in op.points:
             self._check_dim(point.vector)
+        # A shard without the lexical vector (kv spaces) stores the dense vector only.
         shard.update(qe.UpdateOperation.upsert_points(
-            [qe.Point(p.id, p.vector, p.payload) for p in op.points]))
+            [qe.Point(p.id, {"": p.vector, lexical.VECTOR: _sparse(p.sparse)}
+                      if self.lexical and p.sparse is not None else p.vector, p.payload)
+             for p in op.points]))
         self._written()
+
+    def op_setsparse(self, op: wire.SetSparse) -> int:
+        shard = self._require()
+        # One request at a time: no delete can come between this lookup and the update.
+        present = {str(r.id) for r in shard.retrieve([i for i, _ in op.vectors], False, False)}
+        vectors = [qe.PointVectors(i, {lexical.VECTOR: _sparse(v)})
+                   for i, v in op.vectors if i in present]
+        if vectors:
+            shard.update(qe.UpdateOperation.update_vectors(vectors))
+            self._written()
+        return len(vectors)
 
     def op_retrieve(self, op: wire.Retrieve) -> list[Record]:
         if self.shard is None or not op.ids:
@@ -329,11 +373,33 @@ class Engine:
         if self.shard is None:
             return []
         self._check_dim(op.vector)
+        if op.sparse is not None:
+            return self._hybrid(op, op.sparse)
         found = self.shard.query(qe.QueryRequest(
             limit=op.limit, query=qe.Query.Nearest(op.vector), filter=to_edge(op.filter),
             with_payload=True, with_vector=op.with_vector, score_threshold=op.score_threshold))
         return [ScoredRecord(str(r.id), _payload(r.payload), r.score,
                              _vector(r.vector) if op.with_vector else None) for r in found]
+
+    def _hybrid(self, op: wire.Search, sparse: lexical.SparseVector) -> list[ScoredRecord]:
+        """Dense and lexical branches, each under the whole filter, fused by RRF in one
+        query; then scored by Cosine and thresholded (``lexical.rescore``)."""
+        flt = to_edge(op.filter)
+        depth = lexical.candidates(op.limit)
+        found = self.shard.query(qe.QueryRequest(
+            limit=2 * depth, query=qe.Fusion.Rrf(k=lexical.RRF_K), filter=flt,
+            prefetches=[
+                qe.Prefetch(limit=depth, query=qe.Query.Nearest(op.vector), filter=flt,
+                            score_threshold=op.score_threshold),
+                qe.Prefetch(limit=depth, query=qe.Query.Nearest(_sparse(sparse),
+                                                                using=lexical.VECTOR),
+                            filter=flt)],
+            with_payload=True, with_vector=[""]))
+        scored = lexical.rescore(op.vector, ((r, _vector(r.vector) or []) for r in found),
+                                 op.score_threshold, op.limit)
+        return [ScoredRecord(str(r.id), _payload(r.payload), score,
+                             _vector(r.vector) if op.with_vector else None)
+                for r, score in scored]
 
     def op_scroll(self, op: wire.Scroll) -> list[Record]:
         if self.shard is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import qdrant_edge as qe
 
-from sidecar.domain.filters import Condition, Filter, IsEmpty, Match, MatchAny, Range
+from sidecar.domain.filters import Condition, Filter, HasVector, IsEmpty, Match, MatchAny, Range
 from sidecar.store.shared import UntranslatableFilter, split_scalars
 
 
@@ -22,7 +22,8 @@ def to_edge(filter: Filter | None) -> qe.Filter | None:
     )
 
 
-def _condition(cond: Condition) -> qe.FieldCondition | qe.IsEmptyCondition | qe.Filter:
+def _condition(cond: Condition) -> (qe.FieldCondition | qe.IsEmptyCondition | qe.HasVectorCondition
+                                    | qe.Filter):
     if isinstance(cond, Match):
         if isinstance(cond.value, bool):
             raise UntranslatableFilter(
@@ -43,4 +44,6 @@ def _condition(cond: Condition) -> qe.FieldCondition | qe.IsEmptyCondition | qe.
             cond.key, range=qe.RangeFloat(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt))
     if isinstance(cond, IsEmpty):
         return qe.IsEmptyCondition(cond.key)
+    if isinstance(cond, HasVector):
+        return qe.HasVectorCondition(cond.name)
     raise UntranslatableFilter(f"unknown condition {type(cond).__name__}")

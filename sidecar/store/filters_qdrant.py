@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from qdrant_client import models
 
-from sidecar.domain.filters import Condition, Filter, IsEmpty, Match, MatchAny, Range
+from sidecar.domain.filters import Condition, Filter, HasVector, IsEmpty, Match, MatchAny, Range
 from sidecar.store.shared import UntranslatableFilter, split_scalars
 
-QdrantCondition = models.FieldCondition | models.IsEmptyCondition | models.Filter
+QdrantCondition = (models.FieldCondition | models.IsEmptyCondition | models.HasVectorCondition
+                   | models.Filter)
 
 
 def to_qdrant(filter: Filter | None) -> models.Filter | None:
@@ -43,4 +44,6 @@ def _condition(cond: Condition) -> QdrantCondition:
             key=cond.key, range=models.Range(gt=cond.gt, gte=cond.gte, lt=cond.lt, lte=cond.lte))
     if isinstance(cond, IsEmpty):
         return models.IsEmptyCondition(is_empty=models.PayloadField(key=cond.key))
+    if isinstance(cond, HasVector):
+        return models.HasVectorCondition(has_vector=cond.name)
     raise UntranslatableFilter(f"unknown condition {type(cond).__name__}")

@@ -16,6 +16,7 @@ from typing import Any
 
 from sidecar import errors
 from sidecar.config import Config
+from sidecar.domain import lexical as lex
 from sidecar.domain.filters import Filter
 from sidecar.store.base import (
     OrderBy,
@@ -36,9 +37,11 @@ _UNAVAILABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 class QdrantStore(Store):
     kind = "qdrant"
 
-    def __init__(self, config: Config, *, client_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: Config, *, client_kwargs: dict[str, Any] | None = None,
+                 lexical: bool = False) -> None:
         self.config = config
         self.collection = config.collection
+        self.lexical = lexical  # the collection has (or gains) the BM25 sparse vector
         self._client_kwargs = client_kwargs
         self._client: Any = None
         self._dimension: int | None = None
@@ -118,6 +121,8 @@ class QdrantStore(Store):
                     self.collection,
                     vectors_config=models.VectorParams(
                         size=dimension, distance=models.Distance.COSINE),
+                    sparse_vectors_config=({lex.VECTOR: models.SparseVectorParams(
+                        modifier=models.Modifier.IDF)} if self.lexical else None),
                     shard_number=self.config.shard_number,
                     replication_factor=self.config.replication_factor,
                     write_consistency_factor=self.config.write_consistency_factor,
@@ -126,6 +131,12 @@ class QdrantStore(Store):
             else:
                 info = await self.client.get_collection(self.collection)
                 have = set((info.payload_schema or {}).keys())
+                if self.lexical and lex.VECTOR not in (info.config.params.sparse_vectors or {}):
+                    # A collection made before memoryd had lexical search gains the sparse
+                    # vector in place (servers >= 1.16: PUT /collections/{c}/vectors/{v}).
+                    await self.client.create_vector_name(
+                        self.collection, lex.VECTOR, models.SparseVectorNameConfig(
+                            sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)))
             # Also on an existing collection: facet and order_by need these indexes, and a
             # collection made by older code may lack the newer ones. Creating one is idempotent.
             for index in indexes:
@@ -152,9 +163,36 @@ class QdrantStore(Store):
         async with self._mapped():
             await self.client.upsert(
                 self.collection,
-                points=[models.PointStruct(id=p.id, vector=list(p.vector), payload=p.payload)
+                points=[models.PointStruct(id=p.id, vector=self._vectors(p), payload=p.payload)
                         for p in points],
                 wait=True)
+
+    def _vectors(self, point: Point) -> Any:
+        from qdrant_client import models
+
+        if point.sparse is None or not self.lexical:
+            return list(point.vector)
+        return {"": list(point.vector), lex.VECTOR: models.SparseVector(
+            indices=point.sparse.indices, values=point.sparse.values)}
+
+    async def set_sparse(self, vectors: Sequence[tuple[str, lex.SparseVector]]) -> int:
+        self._require_open()
+        from qdrant_client import models
+
+        check_ids(i for i, _ in vectors)
+        if not vectors or self._dimension is None:
+            return 0
+        # A point deleted meanwhile would fail the whole batch: set only those present
+        # (one deleted between this lookup and the update fails it; the backfill retries).
+        async with self._mapped():
+            present = {str(r.id) for r in await self.client.retrieve(
+                self.collection, [i for i, _ in vectors], with_payload=False,
+                with_vectors=False)}
+            update = [models.PointVectors(id=i, vector={lex.VECTOR: models.SparseVector(
+                indices=v.indices, values=v.values)}) for i, v in vectors if i in present]
+            if update:
+                await self.client.update_vectors(self.collection, update, wait=True)
+        return len(update)
 
     async def retrieve(self, ids: Sequence[str], *, with_vector: bool = False) -> list[Record]:
         self._require_open()
@@ -187,6 +225,7 @@ class QdrantStore(Store):
         limit: int,
         score_threshold: float | None = None,
         with_vector: bool = False,
+        sparse: lex.SparseVector | None = None,
     ) -> list[ScoredRecord]:
         self._require_open()
         from sidecar.store.filters_qdrant import to_qdrant
@@ -195,12 +234,39 @@ class QdrantStore(Store):
         if self._dimension is None:
             return []
         query_filter = to_qdrant(filter)
+        if sparse is not None and self.lexical:
+            return await self._hybrid(vector, sparse, query_filter, limit, score_threshold,
+                                      with_vector)
         async with self._mapped():
             found = await self.client.query_points(
                 self.collection, query=list(vector), query_filter=query_filter, limit=limit,
                 score_threshold=score_threshold, with_payload=True, with_vectors=with_vector)
         return [ScoredRecord(str(p.id), p.payload or {}, p.score,
                              _vector(p.vector) if with_vector else None) for p in found.points]
+
+    async def _hybrid(self, vector: Sequence[float], sparse: lex.SparseVector, query_filter: Any,
+                      limit: int, score_threshold: float | None, with_vector: bool
+                      ) -> list[ScoredRecord]:
+        """As the embedded engine does (``engine.Engine._hybrid``): two branches under the
+        whole filter, fused by RRF in one query, then scored by Cosine and thresholded."""
+        from qdrant_client import models
+
+        depth = lex.candidates(limit)
+        async with self._mapped():
+            found = await self.client.query_points(
+                self.collection, query=models.RrfQuery(rrf=models.Rrf(k=lex.RRF_K)),
+                prefetch=[
+                    models.Prefetch(query=list(vector), filter=query_filter, limit=depth,
+                                    score_threshold=score_threshold),
+                    models.Prefetch(query=models.SparseVector(
+                        indices=sparse.indices, values=sparse.values), using=lex.VECTOR,
+                        filter=query_filter, limit=depth)],
+                query_filter=query_filter, limit=2 * depth, with_payload=True,
+                with_vectors=[""])
+        scored = lex.rescore(vector, ((p, _vector(p.vector) or []) for p in found.points),
+                             score_threshold, limit)
+        return [ScoredRecord(str(p.id), p.payload or {}, score,
+                             _vector(p.vector) if with_vector else None) for p, score in scored]
 
     async def scroll(
         self,

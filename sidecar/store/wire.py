@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from sidecar.domain.filters import Filter
+from sidecar.domain.lexical import SparseVector
 from sidecar.store.base import OrderBy, PayloadIndex, Point
 
 HEADER = struct.Struct(">I")
@@ -27,10 +28,12 @@ class Open(msgspec.Struct, tag="open"):
 
 
 class Create(msgspec.Struct, tag="create"):
-    """Result: None. Creates the shard, or checks its dimension and adds missing indexes."""
+    """Result: None. Creates the shard, or checks its dimension and adds missing indexes
+    (and, with ``lexical``, the lexical sparse vector to a shard made without it)."""
 
     dimension: int
     indexes: list[PayloadIndex]
+    lexical: bool = False
 
 
 class Upsert(msgspec.Struct, tag="upsert"):
@@ -52,6 +55,13 @@ class Search(msgspec.Struct, tag="search"):
     limit: int
     score_threshold: float | None = None
     with_vector: bool = False
+    sparse: SparseVector | None = None  # set: hybrid (see Store.search)
+
+
+class SetSparse(msgspec.Struct, tag="set_sparse"):
+    """Result: how many of the points were present and got their lexical vector."""
+
+    vectors: list[tuple[str, SparseVector]]
 
 
 class Scroll(msgspec.Struct, tag="scroll"):
@@ -90,7 +100,7 @@ class Shutdown(msgspec.Struct, tag="shutdown"):
 
 
 Op = (Open | Create | Upsert | Retrieve | Delete | Search | Scroll | Count | Facet | Info
-      | Reclaim | Flush | Shutdown)
+      | Reclaim | Flush | Shutdown | SetSparse)
 
 
 class Request(msgspec.Struct, array_like=True):

@@ -96,6 +96,12 @@ class Collection:
         self.payload_indexes = payload_indexes
 
 
+def dense(vector: Any) -> list[float]:
+    """The dense vector of a record (the engines return ``{"": dense, "bm25": sparse}``
+    for points that carry a lexical vector too)."""
+    return list(vector[""] if isinstance(vector, dict) else vector)
+
+
 def read(kind: str, root: Path) -> Collection:
     """Every record (payload, vector) by id, with the collection's distance and size."""
     if kind == "edge":
@@ -110,7 +116,7 @@ def read(kind: str, root: Path) -> Collection:
             info = shard.info()
             found, _next = shard.scroll(qe.ScrollRequest(
                 limit=max(1, info.points_count), with_payload=True, with_vector=True))
-            records = {str(r.id): (dict(r.payload), list(r.vector)) for r in found}
+            records = {str(r.id): (dict(r.payload), dense(r.vector)) for r in found}
             return Collection(str(params["distance"]).lower(), int(params["size"]), records,
                               set(info.payload_schema))
         finally:
@@ -123,8 +129,7 @@ def read(kind: str, root: Path) -> Collection:
         vectors = info.config.params.vectors
         found, _next = client.scroll(COLLECTION, limit=max(1, info.points_count or 0),
                                      with_payload=True, with_vectors=True)
-        records = {str(r.id): (dict(r.payload or {}), list(r.vector))  # type: ignore[arg-type]
-                   for r in found}
+        records = {str(r.id): (dict(r.payload or {}), dense(r.vector)) for r in found}
         return Collection(str(vectors.distance.value).lower(),  # type: ignore[union-attr]
                           int(vectors.size), records,  # type: ignore[union-attr]
                           set((info.payload_schema or {}).keys()))

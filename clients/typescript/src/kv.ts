@@ -6,10 +6,10 @@
  * (memoryd derives the point id from it). Values are any JSON, up to memoryd's
  * `kv_max_value_bytes` (1 MiB by default, measured as JSON).
  *
- * The plugin's switch, in its Qdrant branches:
+ * The plugin's `memory.backend: "sidecar"` (agent-core.patch):
  *
  *   const backend = new PluginCacheBackend(new SidecarKV(memory), config.namespace);
- *   // loadFromStorage():  cache.clear(); await backend.load(cache);
+ *   // loadFromStorage():  await backend.load(cache);
  *   // saveToStorage():    await backend.save(cache); isDirty = false;
  *
  * `load` reads every page (nothing is capped) and skips expired entries; `save` writes only
