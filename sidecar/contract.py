@@ -34,6 +34,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # arrays. Measured: qdrant-edge takes ~122 levels of payload and then cannot replay its own
 # WAL; Qdrant's gRPC (protobuf, 100 nested messages) refuses a payload past ~32 levels.
 MAX_JSON_DEPTH = 20
+# The personas state is stored as a JSON string, so only memoryd's own code walks it (and
+# encodes it in replies): a bound well inside Python's recursion limit.
+MAX_STATE_DEPTH = 64
 # The engine keeps 32-bit floats and normalizes for Cosine in 32 bits: a 384-d vector of
 # 1e18s silently becomes zeros, 1e39 NaN. 1e15 is safe at any dimension Qdrant allows.
 MAX_COMPONENT = 1e15
@@ -207,7 +210,12 @@ class PersonasStateCore(msgspec.Struct):
 
 
 def validate_personas_state(state: dict[str, Any], path: str = "$.state") -> PersonasStateCore:
-    """Check ``state``'s required keys; raises ``validation`` naming the path under ``path``."""
+    """Check ``state``'s required keys and depth; raises ``validation`` naming the path under
+    ``path``."""
+    try:
+        check_json(state, path, MAX_STATE_DEPTH)
+    except FieldError as exc:
+        raise field_error(exc.subpath, exc.predicate) from None
     try:
         return msgspec.convert(state, PersonasStateCore)
     except msgspec.ValidationError as exc:
@@ -417,19 +425,19 @@ class FieldError(ValueError):
         self.predicate = predicate
 
 
-def check_json(value: Any, path: str) -> None:
+def check_json(value: Any, path: str, max_depth: int = MAX_JSON_DEPTH) -> None:
     """Free-form JSON as every store can hold and read back: objects and arrays nested at
-    most ``MAX_JSON_DEPTH`` levels, integers within int64, finite floats. Strings need no
-    check: the JSON decoder refuses lone surrogates (and numbers beyond float64)."""
+    most ``max_depth`` levels, integers within int64, finite floats. Strings need no check:
+    the JSON decoder refuses lone surrogates (and numbers beyond float64)."""
     # (value, depth, trail): trail is a linked (parent trail, step) pair, made into a path
     # only on failure. Iterative: a value may nest as deep as the decoder allows.
     stack: list[tuple[Any, int, Any]] = [(value, 1, None)]
     while stack:
         item, depth, trail = stack.pop()
         if isinstance(item, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                raise FieldError(path, f"nests more than {MAX_JSON_DEPTH} levels of objects "
-                                       "and arrays")
+            if depth > max_depth:
+                raise FieldError(path, f"nests more than {max_depth} levels of objects and "
+                                       "arrays")
             steps = item.items() if isinstance(item, dict) else enumerate(item)
             stack.extend((v, depth + 1, (trail, k)) for k, v in steps)
         elif isinstance(item, int):

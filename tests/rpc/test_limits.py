@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
-from sidecar.contract import MAX_JSON_DEPTH
+from sidecar.contract import MAX_JSON_DEPTH, MAX_STATE_DEPTH
 from tests.rpc.conftest import Rpc, start
 
 DIM = 4
 V = [1.0, 0.0, 0.0, 0.0]
 UUID = "0f833580-0f83-4f83-80f8-0f8335800000"
+STATE = {"version": "1", "workers": [], "tasks": [], "lastSyncAt": 0,
+         "stats": {"totalTasksCompleted": 0, "totalDronesSpawned": 0, "totalTokensUsed": 0}}
 
 
 def nest(levels: int, leaf: Any = 1) -> Any:
@@ -104,6 +106,21 @@ def test_depth_limit_holds_and_the_store_reopens(restartable: Callable[[], Rpc])
         assert [e["id"] for e in listed(rpc, "deep")] == [kept["id"]]
         assert rpc.result("memory.get", {"id": kept["id"]})["metadata"]["extra"] == extra
         assert rpc.result("kv.get", {"namespace": "deep", "key": "kept"})["value"] == value
+
+
+def test_personas_state_depth_is_bounded(rpc: Rpc) -> None:
+    """The state is stored as a string, but memoryd reads it (its summary) and encodes it in
+    replies: a bound keeps both inside Python's recursion limit."""
+    def state(levels: int, **worker: Any) -> dict[str, Any]:
+        # the state, its workers and the worker are three levels
+        return {**STATE, "workers": [{"persona": "zee", "x": nest(levels - 3), **worker}]}
+
+    kept = state(MAX_STATE_DEPTH)
+    rpc.result("state.save", {"state": kept, "vector": V, "instanceId": "limits"})
+    for deeper in (state(MAX_STATE_DEPTH + 1), state(4, persona=nest(900))):
+        refused(rpc.call("state.save", {"state": deeper, "vector": V, "instanceId": "limits"}),
+                "$.state", f"more than {MAX_STATE_DEPTH} levels")
+    assert rpc.result("state.load", {"instanceId": "limits"}) == kept
 
 
 # -- numbers -----------------------------------------------------------------------------------
