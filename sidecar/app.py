@@ -6,7 +6,6 @@ Built once from the Config by the server; handlers read ``app.store``, write thr
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ import msgspec
 
 from sidecar import errors
 from sidecar.config import Config
+from sidecar.contract import MAX_COMPONENT
 from sidecar.resilience import ResilientStore, request_timeout
 from sidecar.stats import Stats
 from sidecar.store.base import PayloadIndex, Store
@@ -107,8 +107,9 @@ class App:
         self, texts: Sequence[str], supplied: Sequence[Sequence[float] | None] | None = None,
         *, create: bool = True,
     ) -> list[list[float]]:
-        """One vector per text: the caller's where supplied, else embedded. Every vector is
-        checked (finite, dimension); the collection is created on first use."""
+        """One vector per text: the caller's where supplied (the contract bounded each
+        component), else embedded. Every vector's dimension is checked; the collection is
+        created on first use."""
         supplied = list(supplied) if supplied is not None else [None] * len(texts)
         missing = [i for i, v in enumerate(supplied) if v is None]
         out: list[list[float] | None] = [list(v) if v is not None else None for v in supplied]
@@ -120,13 +121,13 @@ class App:
             await self._check_model()
             embedded = await self.embedder.embed([texts[i] for i in missing])
             for i, vec in zip(missing, embedded, strict=True):
+                # not the caller's fault; NaN fails both comparisons
+                if not all(-MAX_COMPONENT <= x <= MAX_COMPONENT for x in vec):
+                    raise errors.EmbeddingUnavailable(
+                        "the embedding provider returned a vector the store cannot hold "
+                        f"(a component beyond ±{MAX_COMPONENT:g} or not a number)")
                 out[i] = list(vec)
         vectors = [v for v in out if v is not None]
-        for index, vec in enumerate(vectors):
-            if not all(math.isfinite(x) for x in vec):
-                raise errors.ValidationError.at(
-                    f"$.vector[{index}]" if len(vectors) > 1 else "$.vector",
-                    "every component must be a finite number")
         dims = {len(v) for v in vectors}
         expected = self.config.dimension or self.store.dimension
         for dim in sorted(dims):

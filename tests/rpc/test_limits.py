@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from sidecar.contract import MAX_JSON_DEPTH, MAX_STATE_DEPTH
+from tests.embedding.fake_service import FakeService, Reply, Seen
 from tests.rpc.conftest import Rpc, start
 
 DIM = 4
@@ -192,6 +193,26 @@ def test_vector_components_the_engine_cannot_hold_are_refused(rpc: Rpc) -> None:
                 "$.vector[1]")
     refused(save(rpc, "vectors", vector=[1.0] * 65_537), "$.vector", "at most 65536 items")
     assert listed(rpc, "vectors") == []
+
+
+def test_an_embedded_vector_the_store_cannot_hold_is_not_written(memoryd_factory: Any) -> None:
+    """The provider's fault, not the caller's: ``embedding_unavailable`` (retryable)."""
+    def huge(seen: Seen) -> Reply:
+        body = seen.json()
+        return Reply(200, {"object": "list", "model": body["model"], "data": [
+            {"object": "embedding", "index": i, "embedding": [1e20] * 4}
+            for i, _ in enumerate(body["input"])]})
+
+    with FakeService(huge) as service:
+        server = memoryd_factory(env={
+            "MEMORYD_EMBEDDING__PROVIDER": "vllm", "MEMORYD_EMBEDDING__MODEL": "m",
+            "MEMORYD_EMBEDDING__DIMENSIONS": "4", "MEMORYD_EMBEDDING__BASE_URL":
+            service.url + "/v1", "MEMORYD_SWEEP_INTERVAL": "0"})
+        error = server.call("memory.save", {"category": "fact", "content": "x"})["error"]
+        assert error["data"]["kind"] == "embedding_unavailable", error
+        assert "1e+15" in error["message"]
+        saved = server.call("memory.save", {"category": "fact", "content": "y", "vector": V})
+        assert server.call("memory.stats")["result"]["total"] == 1, saved
 
 
 # -- what JSON cannot carry --------------------------------------------------------------------
