@@ -1,26 +1,29 @@
 """JSON-RPC 2.0 dispatch: one request line in, one response line (or nothing) out.
 
-jsonrpcserver finds the method, binds params and shapes responses; this module adds what it
-lacks: params validated by msgspec Structs, the error taxonomy of CONTRACT §2 in every error's
-``data``, per-item errors inside batches, a batch-size cap, an in-flight cap, draining, and
-the guarantees that no line stops memoryd (every decode failure is an error reply) and that
-no exception text reaches a client (jsonrpcserver copies it into ``data`` by default).
+memoryd decodes each line once (msgspec) and hands every request object to jsonrpcserver's
+own pipeline, which finds the method, binds the params, calls it and shapes the response.
+The methods are wrappers that add what the library lacks: params validated by msgspec
+Structs, the error taxonomy of CONTRACT §2 in every error's ``data``, an in-flight cap and
+draining. This module also adds per-item errors inside batches, a batch-size cap, and the
+guarantees that no line stops memoryd (every decode failure is an error reply) and that no
+exception text reaches a client (jsonrpcserver copies it into ``data`` by default).
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import anyio
 import msgspec
 from jsonrpcserver import Error, Success
-from jsonrpcserver.async_main import dispatch_to_response
-from jsonrpcserver.response import ErrorResponse, SuccessResponse
+from jsonrpcserver.async_dispatcher import dispatch_request
+from jsonrpcserver.dispatcher import create_request, to_response
+from jsonrpcserver.response import to_serializable
+from jsonrpcserver.sentinels import NOID
 from loguru import logger
-from oslash.either import Left, Right  # jsonrpcserver's result type
 
 from sidecar import contract, errors
 from sidecar.resilience import request_timeout
@@ -28,6 +31,14 @@ from sidecar.rpc import Context, Method
 
 _CODE_KINDS = {cls.code: cls for cls in errors.ALL_ERRORS}
 _GENERIC_INTERNAL = "internal error (see memoryd's log)"
+_DEBUG_LEVELS = frozenset({"TRACE", "DEBUG"})
+_ENVELOPE_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+# what jsonrpcserver binds each call to: the handler's Context, then the params
+_CALL_SIGNATURE = inspect.Signature([
+    inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_ONLY),
+    inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+    inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+])
 
 
 class Parsed(NamedTuple):
@@ -102,23 +113,30 @@ class Dispatcher:
         return await self.answer(self.parse(line), peer)
 
     async def _dispatch(self, request: Any, peer: tuple[int, int]) -> Any:
-        response = await dispatch_to_response(
-            request,
-            self._methods,
-            context=peer,
-            deserializer=_note_id,  # decoded already, by parse()
-            validator=_validate_envelope,
-        )
-        return None if response is None else _serializable(response)
+        """One request object through jsonrpcserver's own pipeline (find the method, bind,
+        call, shape the response), awaited in this task: its ``dispatch_to_response`` would
+        add an ``asyncio.gather`` task per request."""
+        if not _valid_envelope(request):
+            return _INVALID_ENVELOPE
+        request = create_request(request)
+        ctx = Context(self.app, peer_uid=peer[0], peer_pid=peer[1],
+                      request_id=None if request.id is NOID else request.id)
+        _, result = await dispatch_request(self._methods, ctx, request)
+        if request.id is NOID:
+            return None  # a notification: run, never answered
+        response = to_serializable(to_response(request, result))
+        if "error" in response:
+            error = response["error"]
+            response["error"] = _error_object(error["code"], error["message"], error.get("data"))
+        return response
 
     # -- per method ------------------------------------------------------------------
     def _wrap(self, method: Method) -> Callable[..., Any]:
-        async def call(peer: tuple[int, int], *args: Any, **kwargs: Any) -> Any:
+        async def call(ctx: Context, *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             kind: str | None = None
             try:
-                result = await self._call(method, peer, args, kwargs)
-                return Success(result)
+                return Success(await self._call(method, ctx, args, kwargs))
             except errors.MemorydError as exc:
                 kind = exc.kind
                 return Error(exc.code, exc.message, exc.data())
@@ -131,13 +149,17 @@ class Dispatcher:
                 seconds = time.perf_counter() - started
                 self.app.stats.record(method.name, seconds, kind)
                 # DEBUG only, and never params: they may carry memory content or secrets
-                logger.bind(method=method.name, request_id=_request_id.get(),
-                            duration_ms=round(seconds * 1000, 3), peer_uid=peer[0],
-                            kind=kind).debug("{} {}", method.name, kind or "ok")
+                if self.app.config.log_level in _DEBUG_LEVELS:
+                    logger.bind(method=method.name, request_id=ctx.request_id,
+                                duration_ms=round(seconds * 1000, 3), peer_uid=ctx.peer_uid,
+                                kind=kind).debug("{} {}", method.name, kind or "ok")
 
+        # jsonrpcserver binds every call's params to this signature; given, it is not
+        # recomputed by inspect.signature per request
+        call.__signature__ = _CALL_SIGNATURE  # type: ignore[attr-defined]
         return call
 
-    async def _call(self, method: Method, peer: tuple[int, int],
+    async def _call(self, method: Method, ctx: Context,
                     args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.draining and method.name != "system.health":
             raise errors.ShuttingDown("memoryd is shutting down; retry against the next instance")
@@ -151,8 +173,8 @@ class Dispatcher:
             raise errors.Overloaded(f"more than {self.max_in_flight} requests in flight; back off")
         stats.in_flight += 1
         try:
-            ctx = Context(self.app, peer_uid=peer[0], peer_pid=peer[1],
-                          request_id=_request_id.get())
+            if timeout_ms is None:
+                return await method.handler(ctx, params)
             with request_timeout(timeout_ms):
                 return await method.handler(ctx, params)
         finally:
@@ -179,44 +201,18 @@ def convert_params(raw: dict[str, Any], params_type: type[msgspec.Struct]) -> An
         raise contract.validation_error(exc, params_type) from None
 
 
-# The id of the request being dispatched, for logs and handlers: set when jsonrpcserver
-# decodes the request, in the task that then runs the method (batch items: one task each).
-_request_id: ContextVar[Any] = ContextVar("request_id", default=None)
-
-
-def _note_id(request: Any) -> Any:
-    if isinstance(request, dict):
-        _request_id.set(request.get("id"))
-    return request
-
-
-def _validate_envelope(request: Any) -> Any:
+def _valid_envelope(request: Any) -> bool:
     """A JSON-RPC 2.0 request object (batches are split before this is called)."""
     if not isinstance(request, dict):
-        raise ValueError("not an object")
+        return False
     if request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
-        raise ValueError("missing jsonrpc 2.0 / method")
+        return False
     if "params" in request and not isinstance(request["params"], dict | list):
-        raise ValueError("params must be an object or array")
+        return False
     if "id" in request and (isinstance(request["id"], bool)
                             or not isinstance(request["id"], str | int | float | None)):
-        raise ValueError("bad id")
-    if set(request) - {"jsonrpc", "method", "params", "id"}:
-        raise ValueError("unknown member")
-    return request
-
-
-def _serializable(response: Any) -> dict[str, Any]:
-    if isinstance(response, Right | Left):
-        response = response._value if isinstance(response, Right) else response._error
-    if isinstance(response, SuccessResponse):
-        return {"jsonrpc": "2.0", "result": response.result, "id": response.id}
-    assert isinstance(response, ErrorResponse)
-    return {
-        "jsonrpc": "2.0",
-        "error": _error_object(response.code, response.message, response.data),
-        "id": response.id,
-    }
+        return False
+    return not set(request) - _ENVELOPE_MEMBERS
 
 
 def _error_object(code: int, message: str, data: Any) -> dict[str, Any]:
@@ -234,6 +230,11 @@ def _error_object(code: int, message: str, data: Any) -> dict[str, Any]:
     elif cls is errors.InternalError:
         message = _GENERIC_INTERNAL
     return {"code": cls.code, "message": message, "data": out}
+
+
+# what jsonrpcserver answers a request object that is not JSON-RPC 2.0, in memoryd's shape
+_INVALID_ENVELOPE = {"jsonrpc": "2.0", "id": None,
+                     "error": _error_object(errors.InvalidRequest.code, "Invalid request", None)}
 
 
 def _error_response(exc: errors.MemorydError, request_id: Any = None) -> dict[str, Any]:
