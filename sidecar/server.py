@@ -160,14 +160,6 @@ def uid_allowed(uid: int, config: Config) -> bool:
 
 
 # -- framing and flow control ----------------------------------------------------------
-class LineTooLong(Exception):
-    pass
-
-
-class OverBudget(Exception):
-    pass
-
-
 class ByteBudget:
     """The bytes of request lines not yet complete, across all connections: a connection
     whose growth would exceed ``max_buffered_bytes`` is refused."""
@@ -185,154 +177,208 @@ class ByteBudget:
         return True
 
 
-class LineReader:
-    """Newline-framed lines from one connection. What it holds is charged to the shared
-    budget; a last line without its newline still counts."""
+class Connection(asyncio.Protocol):
+    """One client, driven by asyncio's socket transport: bytes arrive in ``data_received``
+    (the reader stays registered: no task wakes per read), each complete line is parsed
+    there and answered by a task of its own, and the replies finished in one pass of the
+    event loop leave in one write at its end (a send per reply wakes the client per reply).
 
-    def __init__(self, stream: anyio.abc.ByteReceiveStream, budget: ByteBudget) -> None:
-        self.stream = stream
-        self.budget = budget
+    Backpressure: reading pauses while the connection has ``max_connection_in_flight``
+    unanswered requests (batch items count), or unanswered lines of ``max_line_bytes``, or
+    ``MAX_UNSENT`` bytes of replies its client has not read; a client that does not read its
+    replies stops being read instead of making memoryd hold ever more. Bytes of unfinished
+    lines are charged to the server's shared ``ByteBudget``."""
+
+    def __init__(self, server: Server, peer: tuple[int, int]) -> None:
+        self.server = server
+        self.config = server.config
+        self.peer = peer
+        self.loop = asyncio.get_running_loop()
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+        self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.scanned = 0  # no newline in buffer[:scanned]
-        self.charged = 0
+        self.start = 0  # buffer[:start] is taken
+        self.scanned = 0  # no newline in buffer[start:scanned]
+        self.charged = 0  # bytes charged to the budget
+        self.requests = 0  # unanswered (batch items count)
+        self.bytes = 0  # of their lines
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.out: list[bytes] = []
+        self.write_paused = False  # the transport holds MAX_UNSENT bytes not yet read
+        self.paused = False  # reading, for backpressure (counted in connectionsPaused)
         self.eof = False
+        self.finished = False  # no more lines are taken: close once all are answered
 
-    async def receive_line(self, limit: int) -> bytes:
-        """The next line; raises LineTooLong past ``limit`` bytes, OverBudget, or
-        anyio.EndOfStream after the last line."""
-        while True:
-            index = self.buffer.find(b"\n", self.scanned)
-            if index > limit or (index < 0 and len(self.buffer) > limit):
-                raise LineTooLong
-            if index >= 0 or self.eof:
-                end = index if index >= 0 else len(self.buffer)
-                line = bytes(self.buffer[:end])
-                del self.buffer[:end + 1]
-                self.scanned = 0
-                self.release(len(self.buffer))
-                if index < 0 and not line.strip():
-                    raise anyio.EndOfStream
-                return line
-            self.scanned = len(self.buffer)
-            try:
-                self.buffer += await self.stream.receive()
-            except anyio.EndOfStream:
-                self.eof = True
-                continue
-            if not self.budget.charge(self.charged, len(self.buffer)):
-                raise OverBudget
-            self.charged = len(self.buffer)
+    # ---- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=MAX_UNSENT)
 
-    def release(self, keep: int = 0) -> None:
-        self.budget.charge(self.charged, keep)  # shrinking always succeeds
+    def data_received(self, data: bytes) -> None:
+        if self.finished:
+            return
+        self.buffer += data
+        if not self.server.budget.charge(self.charged, len(self.buffer) - self.start):
+            budget = self.config.max_buffered_bytes
+            logger.warning("unfinished request lines would exceed {} bytes "
+                           "(max_buffered_bytes): closing a connection", budget)
+            self._finish(errors.Overloaded(
+                f"memoryd holds {budget} bytes of unfinished request lines "
+                "(max_buffered_bytes); closing this connection"))
+            return
+        self.charged = len(self.buffer) - self.start
+        self._take_lines()
+
+    def eof_received(self) -> bool:
+        self.eof = True  # the client half-closed: its last line may lack the newline
+        self._take_lines()
+        return True  # keep writing the replies
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._update_reading()
+        self._take_lines()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.finished = True
+        self._release_budget()
+        self._set_paused(False)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    # ---- lines in
+    def _full(self) -> bool:
+        return (self.requests >= self.config.max_connection_in_flight or self.write_paused
+                or (self.requests > 0 and self.bytes >= self.config.max_line_bytes))
+
+    def _take_lines(self) -> None:
+        limit = self.config.max_line_bytes
+        buffer = self.buffer
+        while not self.finished and not self._full():
+            index = buffer.find(b"\n", self.scanned)
+            end = len(buffer) if index < 0 else index
+            if end - self.start > limit:
+                logger.warning("line over {} bytes: closing the connection", limit)
+                self._finish(errors.InvalidRequest(
+                    f"request line exceeds the maximum of {limit} bytes"))
+                return
+            if index < 0:
+                self.scanned = len(buffer)
+                if self.eof:
+                    line = bytes(buffer[self.start:])
+                    self.start = len(buffer)
+                    if line.strip():
+                        self._request(line)
+                    self._finish()
+                break
+            line = bytes(buffer[self.start:index])
+            self.start = self.scanned = index + 1
+            self._request(line)
+        if self.finished:
+            return
+        if self.start:  # drop what was taken, once per read rather than once per line
+            del buffer[:self.start]
+            self.scanned -= self.start
+            self.start = 0
+        self._release_budget(len(buffer))
+        self._update_reading()
+
+    def _request(self, line: bytes) -> None:
+        parsed = self.server.dispatcher.parse(line)
+        if parsed.reply is not None:  # not JSON-RPC at all: answered as it is
+            self._send(parsed.reply)
+            return
+        if not parsed.items:
+            return  # a blank line
+        weight = len(parsed.items)
+        self.requests += weight
+        self.bytes += len(line)
+        self.server.pending += 1
+        task = self.loop.create_task(self._answer(parsed, weight, len(line)))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, parsed: Parsed, weight: int, size: int) -> None:
+        reply = None
+        try:
+            reply = await self.server.dispatcher.answer(parsed, self.peer)
+        except Exception:  # a bug costs one request, never the connection
+            logger.opt(exception=True).error("unexpected error answering a request")
+            reply = error_line(errors.InternalError("internal error (see memoryd's log)"))
+        finally:
+            self.requests -= weight
+            self.bytes -= size
+            if reply is not None:
+                self._send(reply)
+            self.server.answered()
+            if self.finished:
+                self._close_when_answered()
+            else:
+                self._update_reading()
+                self._take_lines()
+
+    def _update_reading(self) -> None:
+        self._set_paused(not self.finished and self._full())
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        self.server.app.stats.connections_paused += 1 if paused else -1
+        if self.transport is not None and not self.transport.is_closing():
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def _release_budget(self, keep: int = 0) -> None:
+        self.server.budget.charge(self.charged, keep)  # shrinking always succeeds
         self.charged = keep
 
+    def _finish(self, error: errors.MemorydError | None = None) -> None:
+        """Take no more lines (after ``error``'s line): answer those in flight, then close."""
+        if error is not None:
+            self._send(error_line(error))
+        self.finished = True
+        self._release_budget()
+        self._set_paused(False)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._close_when_answered()
 
-class Flow:
-    """One connection's unanswered requests (batch items count), the bytes of their lines
-    and the bytes of replies not yet written. Its reader waits while any is at its cap, so a
-    client that does not read its replies stops being read (backpressure) instead of making
-    memoryd hold ever more."""
+    # ---- replies out
+    def _send(self, reply: bytes) -> None:
+        if not self.out:
+            self.loop.call_soon(self._flush)
+        self.out.append(reply)
 
-    def __init__(self) -> None:
-        self.requests = 0
-        self.bytes = 0
-        self.unsent = 0  # set by the connection's Outbox
-        self.room = anyio.Event()
+    def _flush(self) -> None:
+        out, self.out = self.out, []
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.finished:
+            self._close_when_answered()
 
-    def full(self, config: Config) -> bool:
-        return self.requests >= config.max_connection_in_flight or self.unsent >= MAX_UNSENT or (
-            self.requests > 0 and self.bytes >= config.max_line_bytes)
+    def _close_when_answered(self) -> None:
+        # close() writes what the transport still holds before closing the socket
+        if self.requests == 0 and not self.out and self.transport is not None:
+            self.transport.close()
 
-    async def wait_room(self, config: Config) -> None:
-        while self.full(config):
-            self.room = anyio.Event()
-            await self.room.wait()
-
-    def take(self, requests: int, size: int) -> None:
-        self.requests += requests
-        self.bytes += size
-
-    def release(self, requests: int, size: int) -> None:
-        self.requests -= requests
-        self.bytes -= size
-        self.room.set()
-
-
-class Outbox:
-    """One connection's replies on their way out. The replies finished in one pass of the
-    event loop leave in one non-blocking send at its end: a send per reply wakes the client
-    per reply, and was a quarter of the cost of a no-op request. What the socket cannot take
-    now is written when it becomes writable; until then it counts in ``flow.unsent``."""
-
-    def __init__(self, sock: socket.socket, flow: Flow,
-                 on_written: Callable[[int], None]) -> None:
-        self.sock = sock
-        self.flow = flow
-        self.on_written = on_written  # called with the number of replies wholly written
-        self.loop = asyncio.get_running_loop()
-        self.chunks: list[bytes] = []
-        self.replies = 0  # in chunks, not yet wholly written
-        self.flush_soon = False  # a flush is scheduled for the end of this loop pass
-        self.waiting = False  # for the socket to become writable
-        self.broken = False  # the client is gone: replies are dropped
-        self.empty = anyio.Event()
-        self.empty.set()
-
-    def put(self, reply: bytes, replies: int = 1) -> None:
-        """Queue ``reply`` (``replies`` = how many answered requests it holds)."""
-        if self.broken:
-            self.on_written(replies)
-            return
-        self.chunks.append(reply)
-        self.replies += replies
-        self.flow.unsent += len(reply)
-        self.empty = anyio.Event() if self.empty.is_set() else self.empty
-        if not self.flush_soon and not self.waiting:
-            self.flush_soon = True
-            self.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self.flush_soon = False
-        if self.broken:  # closed meanwhile: the descriptor may be another socket's now
-            return
-        data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-        try:
-            sent = self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:  # the client went away: what it did not read is dropped
-            self.broken = True
-            sent = len(data)
-        if sent == len(data):
-            self.chunks.clear()
-            self.flow.unsent = 0
-            written, self.replies = self.replies, 0
-            if self.waiting:
-                self.waiting = False
-                self.loop.remove_writer(self.sock)
-            self.empty.set()
-            self.flow.room.set()
-            self.on_written(written)
-            return
-        self.chunks = [data[sent:]]
-        self.flow.unsent -= sent
-        if not self.waiting:
-            self.waiting = True
-            self.loop.add_writer(self.sock, self.flush)
-
-    def close(self) -> None:
-        """Stop writing (the connection is closing)."""
-        if self.waiting:
-            self.waiting = False
-            self.loop.remove_writer(self.sock)
-        self.broken = True
-        self.chunks.clear()
-        self.flow.unsent = 0
-        if self.replies:
-            written, self.replies = self.replies, 0
-            self.on_written(written)
-        self.empty.set()
+    def abort(self) -> None:
+        """The server is stopping without waiting: in-flight answers are cancelled, replies
+        already made are still written."""
+        for task in list(self.tasks):
+            task.cancel()
+        if self.out:
+            self._flush()
+        if self.transport is not None:
+            self.transport.close()
 
 
 # -- the server -------------------------------------------------------------------------
@@ -608,71 +654,25 @@ class Server:
             self.connections -= 1
 
     async def _serve_lines(self, stream: anyio.abc.SocketStream, peer: tuple[int, int]) -> None:
-        reader = LineReader(stream, self.budget)
-        flow = Flow()
-        stats = self.app.stats
-        outbox = Outbox(stream.extra(anyio.abc.SocketAttribute.raw_socket), flow, self._written)
-
-        async def answer(parsed: Parsed, weight: int, size: int) -> None:
-            self.pending += 1
-            reply = None
-            try:
-                reply = await self.dispatcher.answer(parsed, peer)
-            except Exception:  # a bug costs one request, never the connection
-                logger.opt(exception=True).error("unexpected error answering a request")
-                reply = error_line(errors.InternalError("internal error (see memoryd's log)"))
-            finally:
-                flow.release(weight, size)
-                if reply is None:
-                    self._written(1)
-                else:
-                    outbox.put(reply)
-
-        # In-flight answers are still written after the client half-closes (socat does):
-        # the task group waits for them, and the outbox is emptied before the stream closes.
+        # The socket moves from anyio's stream to an asyncio transport (anyio's stream reads
+        # with a task wake-up, a checkpoint and a reader added and removed per read). The
+        # stream keeps a detached socket object: closing it closes nothing.
+        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        sock = socket.socket(fileno=raw.detach())
+        _, conn = await asyncio.get_running_loop().connect_accepted_socket(
+            lambda: Connection(self, peer), sock)
         try:
-            async with anyio.create_task_group() as tg:
-                while True:
-                    if flow.full(self.config):
-                        stats.connections_paused += 1
-                        try:
-                            await flow.wait_room(self.config)
-                        finally:
-                            stats.connections_paused -= 1
-                    limit = self.config.max_line_bytes
-                    try:
-                        line = await reader.receive_line(limit)
-                    except LineTooLong:
-                        logger.warning("line over {} bytes: closing the connection", limit)
-                        outbox.put(error_line(errors.InvalidRequest(
-                            f"request line exceeds the maximum of {limit} bytes")), 0)
-                        break
-                    except OverBudget:
-                        budget = self.config.max_buffered_bytes
-                        logger.warning("unfinished request lines would exceed {} bytes "
-                                       "(max_buffered_bytes): closing a connection", budget)
-                        outbox.put(error_line(errors.Overloaded(
-                            f"memoryd holds {budget} bytes of unfinished request lines "
-                            "(max_buffered_bytes); closing this connection")), 0)
-                        break
-                    except (anyio.EndOfStream, anyio.BrokenResourceError,
-                            anyio.ClosedResourceError, ConnectionError):
-                        break
-                    parsed = self.dispatcher.parse(line)
-                    if parsed.reply is None and not parsed.items:
-                        continue  # a blank line
-                    weight = max(1, len(parsed.items))
-                    flow.take(weight, len(line))
-                    tg.start_soon(answer, parsed, weight, len(line))
-                reader.release()  # nothing more is read: give the budget back now
-            await outbox.empty.wait()
+            await conn.lost
+            # A client that went away mid-request does not cancel it (a write may be
+            # journaled already): its answer finishes and is dropped.
+            while conn.tasks:
+                await asyncio.wait(set(conn.tasks))
         finally:
-            outbox.close()
-            reader.release()
+            conn.abort()
 
-    def _written(self, replies: int) -> None:
-        """``replies`` answered requests have left memoryd (or will never be answered)."""
-        self.pending -= replies
+    def answered(self) -> None:
+        """One line has been answered (its reply handed to the socket, if any)."""
+        self.pending -= 1
         if self.pending == 0 and self.dispatcher.draining:
             self.quiet.set()
 
