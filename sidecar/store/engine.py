@@ -386,20 +386,27 @@ class Engine:
         query; then scored by Cosine and thresholded (``lexical.rescore``)."""
         flt = to_edge(op.filter)
         depth = lexical.candidates(op.limit)
-        found = self.shard.query(qe.QueryRequest(
-            limit=2 * depth, query=qe.Fusion.Rrf(k=lexical.RRF_K), filter=flt,
+        fused = [str(r.id) for r in self.shard.query(qe.QueryRequest(
+            limit=2 * depth, filter=flt,
+            query=qe.Fusion.Rrf(k=lexical.RRF_K, weights=list(lexical.RRF_WEIGHTS)),
             prefetches=[
                 qe.Prefetch(limit=depth, query=qe.Query.Nearest(op.vector), filter=flt,
                             score_threshold=op.score_threshold),
                 qe.Prefetch(limit=depth, query=qe.Query.Nearest(_sparse(sparse),
                                                                 using=lexical.VECTOR),
                             filter=flt)],
-            with_payload=True, with_vector=[""]))
-        scored = lexical.rescore(op.vector, ((r, _vector(r.vector) or []) for r in found),
-                                 op.score_threshold, op.limit)
-        return [ScoredRecord(str(r.id), _payload(r.payload), score,
-                             _vector(r.vector) if op.with_vector else None)
-                for r, score in scored]
+            with_payload=False))]
+        if not fused:
+            return []
+        # The fused hits' Cosine scores, as a dense search computes them.
+        scored = self.shard.query(qe.QueryRequest(
+            limit=len(fused), query=qe.Query.Nearest(op.vector),
+            filter=qe.Filter(must=[qe.HasIdCondition(set(fused))]), with_payload=True,
+            with_vector=op.with_vector, score_threshold=op.score_threshold))
+        dense = {str(r.id): ScoredRecord(str(r.id), _payload(r.payload), r.score,
+                                         _vector(r.vector) if op.with_vector else None)
+                 for r in scored}
+        return lexical.rescore(fused, dense, op.limit)
 
     def op_scroll(self, op: wire.Scroll) -> list[Record]:
         if self.shard is None:

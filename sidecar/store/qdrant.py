@@ -253,20 +253,28 @@ class QdrantStore(Store):
 
         depth = lex.candidates(limit)
         async with self._mapped():
-            found = await self.client.query_points(
-                self.collection, query=models.RrfQuery(rrf=models.Rrf(k=lex.RRF_K)),
+            fused = await self.client.query_points(
+                self.collection, query=models.RrfQuery(rrf=models.Rrf(
+                    k=lex.RRF_K, weights=list(lex.RRF_WEIGHTS))),
                 prefetch=[
                     models.Prefetch(query=list(vector), filter=query_filter, limit=depth,
                                     score_threshold=score_threshold),
                     models.Prefetch(query=models.SparseVector(
                         indices=sparse.indices, values=sparse.values), using=lex.VECTOR,
                         filter=query_filter, limit=depth)],
-                query_filter=query_filter, limit=2 * depth, with_payload=True,
-                with_vectors=[""])
-        scored = lex.rescore(vector, ((p, _vector(p.vector) or []) for p in found.points),
-                             score_threshold, limit)
-        return [ScoredRecord(str(p.id), p.payload or {}, score,
-                             _vector(p.vector) if with_vector else None) for p, score in scored]
+                query_filter=query_filter, limit=2 * depth, with_payload=False)
+            ids = [str(p.id) for p in fused.points]
+            if not ids:
+                return []
+            # The fused hits' Cosine scores, as a dense search computes them.
+            scored = await self.client.query_points(
+                self.collection, query=list(vector), limit=len(ids),
+                query_filter=models.Filter(must=[models.HasIdCondition(has_id=ids)]),
+                score_threshold=score_threshold, with_payload=True, with_vectors=with_vector)
+        dense = {str(p.id): ScoredRecord(str(p.id), p.payload or {}, p.score,
+                                         _vector(p.vector) if with_vector else None)
+                 for p in scored.points}
+        return lex.rescore(ids, dense, limit)
 
     async def scroll(
         self,

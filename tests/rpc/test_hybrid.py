@@ -52,10 +52,11 @@ def test_hybrid_finds_a_rare_word_that_dense_ranks_below_the_limit(rpc: Rpc) -> 
     query = {"query": "zephyrine key", "vector": vec(1), "limit": 3, "threshold": 0,
              "namespace": ns}
     assert target["id"] not in ids(rpc.result("memory.search", query))
-    hybrid = rpc.result("memory.search", {**query, "mode": "hybrid"})
-    assert ids(hybrid)[0] == target["id"]
+    hybrid = {h["entry"]["id"]: h["score"] for h in rpc.result(
+        "memory.search", {**query, "mode": "hybrid"})}
+    assert len(hybrid) == 3
     # its score is still its cosine similarity, not a fused rank score
-    assert hybrid[0]["score"] == pytest.approx(0.1, abs=1e-5)
+    assert hybrid[target["id"]] == pytest.approx(0.1, abs=1e-5)
 
 
 def test_every_filter_holds_in_both_branches(rpc: Rpc) -> None:
@@ -63,7 +64,7 @@ def test_every_filter_holds_in_both_branches(rpc: Rpc) -> None:
     first = save(rpc, "quillwort report alpha", vec(1), namespace=a, category="fact",
                  metadata={"tags": ["red"]})
     time.sleep(0.005)  # a later createdAt (ms) for the time range below
-    second = save(rpc, "quillwort report beta", vec(0, 1), namespace=a,
+    second = save(rpc, "quillwort report beta", vec(0.2, 1), namespace=a,
                   category="preference", metadata={"tags": ["blue"]})
     # the best match on both branches, in another namespace
     save(rpc, "quillwort quillwort report", vec(1), namespace=b, category="fact",
@@ -91,18 +92,19 @@ def test_threshold_filters_on_cosine_however_a_hit_was_found(rpc: Rpc) -> None:
     ns = "h-threshold"
     lexical_only = save(rpc, "the zyzzyva migration plan", at_cosine(0.3), namespace=ns)
     dense_only = save(rpc, "something else entirely", at_cosine(0.9), namespace=ns)
+    nearest = save(rpc, "another thing again", at_cosine(0.95), namespace=ns)
     query = {"query": "zyzzyva migration", "vector": vec(1), "namespace": ns,
              "mode": "hybrid"}
     strict = rpc.result("memory.search", {**query, "threshold": 0.5})
-    assert ids(strict) == [dense_only["id"]]
-    assert strict[0]["score"] == pytest.approx(0.9, abs=1e-5)
+    assert ids(strict) == [nearest["id"], dense_only["id"]]
+    assert [h["score"] for h in strict] == pytest.approx([0.95, 0.9], abs=1e-5)
     loose = rpc.result("memory.search", {**query, "threshold": 0.2})
-    # fused order (the lexical match ranks in both branches) with each hit's own cosine
-    assert ids(loose) == [lexical_only["id"], dense_only["id"]]
+    # fused order (the lexical match is first lexically, third densely), each hit with its
+    # own cosine: scores are not sorted
+    assert ids(loose) == [nearest["id"], lexical_only["id"], dense_only["id"]]
     dense = {h["entry"]["id"]: h["score"] for h in rpc.result(
         "memory.search", {**query, "mode": "dense", "threshold": 0})}
-    assert [h["score"] for h in loose] == pytest.approx(
-        [dense[lexical_only["id"]], dense[dense_only["id"]]], abs=1e-6)
+    assert [h["score"] for h in loose] == [dense[i] for i in ids(loose)]
     assert all(h["score"] >= 0.2 for h in loose)
     # persona.searchAll has no threshold: the lexical hit is there, with its cosine
     everywhere = rpc.result("persona.searchAll", {"query": "zyzzyva", "vector": vec(1),
@@ -257,10 +259,13 @@ def test_legacy_collection_is_searched_hybrid_after_a_restart(
         wait_for(second, lambda s: s.get("state") == "done")
         for word, content in (("lexeme17x", "Legacy note 17: the codeword is lexeme17x"),
                               ("marmoset", new["content"])):
-            hits = second.result("memory.search", {"query": word, "vector": vec(0, 0, 1),
-                                                   "threshold": 0, "limit": 1,
+            hits = second.result("memory.search", {"query": word, "vector": vec(0, 1, 0, 1),
+                                                   "threshold": 0, "limit": 3,
                                                    "mode": "hybrid"})
-            assert [h["entry"]["content"] for h in hits] == [content]
+            assert content in [h["entry"]["content"] for h in hits]
+            dense = second.result("memory.search", {"query": word, "vector": vec(0, 1, 0, 1),
+                                                    "threshold": 0, "limit": 3})
+            assert content not in [h["entry"]["content"] for h in dense] or word == "marmoset"
         health = second.result("system.health")["checks"]["lexicalIndex"]
         assert (health["done"], health["total"]) == (41, 41)
     finally:
