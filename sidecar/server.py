@@ -180,8 +180,9 @@ class ByteBudget:
 class Connection(asyncio.Protocol):
     """One client, driven by asyncio's socket transport: bytes arrive in ``data_received``
     (the reader stays registered: no task wakes per read), each complete line is parsed
-    there and answered by a task of its own, and the replies finished in one pass of the
-    event loop leave in one write at its end (a send per reply wakes the client per reply).
+    there and answered by a task of its own. A reply is written at once when no other request
+    of the connection is in flight; otherwise the replies finished in one pass of the event
+    loop leave in one write at its end (each send wakes the client).
 
     Backpressure: reading pauses while the connection has ``max_connection_in_flight``
     unanswered requests (batch items count), or unanswered lines of ``max_line_bytes``, or
@@ -353,11 +354,15 @@ class Connection(asyncio.Protocol):
 
     # ---- replies out
     def _send(self, reply: bytes) -> None:
-        if not self.out:
-            self.loop.call_soon(self._flush)
         self.out.append(reply)
+        if self.requests == 0:  # no other reply to wait for: write now
+            self._flush()
+        elif len(self.out) == 1:
+            self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        if not self.out:
+            return
         out, self.out = self.out, []
         transport = self.transport
         if transport is not None and not transport.is_closing():
