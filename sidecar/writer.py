@@ -188,13 +188,16 @@ async def delete_matching(store: Store, filter: Filter) -> int:
 # -- the queue -------------------------------------------------------------------------------
 
 class _Pending:
-    """A journaled write not yet applied. The body stays encoded (memory ≈ journal size)."""
+    """A journaled write not yet applied. The body stays encoded (memory ≈ journal size);
+    a write submitted now also keeps its decoded ``live`` entry until it is applied or the
+    store stalls (decoding 500 384-d points again cost ~7.5 ms per batch)."""
 
-    __slots__ = ("at", "body", "collection", "error", "ids", "op", "queued", "result", "rules",
-                 "seq", "settled", "waiting")
+    __slots__ = ("at", "body", "collection", "error", "ids", "live", "op", "queued", "result",
+                 "rules", "seq", "settled", "waiting")
 
-    def __init__(self, seq: int, entry: Entry, body: bytes) -> None:
+    def __init__(self, seq: int, entry: Entry, body: bytes, *, live: bool = False) -> None:
         self.seq = seq
+        self.live = entry if live else None
         self.collection = entry.collection
         self.op = entry.op
         self.at = entry.at
@@ -218,7 +221,7 @@ class _Pending:
         return p
 
     def entry(self) -> Entry:
-        return _decoder.decode(self.body)
+        return self.live if self.live is not None else _decoder.decode(self.body)
 
 
 class WriteQueue:
@@ -300,7 +303,7 @@ class WriteQueue:
             raise errors.InternalError(f"no store registered for collection {entry.collection}")
         body = _encoder.encode(entry)
         seq = self.journal.append(body)  # raises backend_unavailable when full
-        p = _Pending(seq, entry, body)
+        p = _Pending(seq, entry, body, live=True)
         self._enqueue(p)
         await self.journal.commit(seq)
         # From here on the write is durable: it may be acknowledged.
@@ -314,6 +317,9 @@ class WriteQueue:
             with anyio.move_on_after(budget):
                 await p.settled.wait()
             p.waiting = False
+        # Its writer goes on (and may reuse the objects): from now on the journaled body is
+        # what gets applied.
+        p.live = None
         if p.error is not None:
             raise p.error
         if p.settled.is_set() and not p.queued:
@@ -400,6 +406,7 @@ class WriteQueue:
         self.last_error = exc.message
         self.last_error_at = time.time()
         for p in self.pending:  # waiting writers answer now: queued
+            p.live = None  # it may wait long: only the encoded body is held meanwhile
             if not p.settled.is_set():
                 p.queued = True
                 p.settled.set()
@@ -472,6 +479,7 @@ class WriteQueue:
             if applied:
                 self.applied_entries += 1
             p.body = b""
+            p.live = None
             p.settled.set()
         self.journal.applied(batch[-1].seq)
 
