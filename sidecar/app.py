@@ -112,7 +112,9 @@ class App:
         created on first use."""
         supplied = list(supplied) if supplied is not None else [None] * len(texts)
         missing = [i for i, v in enumerate(supplied) if v is None]
-        out: list[list[float] | None] = [list(v) if v is not None else None for v in supplied]
+        # the contract's vectors are lists already (and bounded): used as they are
+        out: list[list[float] | None] = [
+            v if v is None or isinstance(v, list) else list(v) for v in supplied]
         if missing:
             if self.embedder is None:
                 raise errors.EmbeddingUnavailable(
