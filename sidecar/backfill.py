@@ -41,7 +41,8 @@ class Backfill:
         self.total: int | None = None  # memories in the collection, at the last count
         self.pending: int | None = None  # of those, without the lexical vector
         self.indexed = 0  # vectors this process has set
-        self.state = "starting"  # starting | running | done | waiting (store unavailable)
+        # starting | running | done | waiting (store unavailable) | unsupported (old server)
+        self.state = "starting"
         self.error: str | None = None
         self.finished_at: float | None = None
 
@@ -88,6 +89,11 @@ class Backfill:
                     self.state = "waiting"
                     await anyio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
+                    continue
+                if not getattr(self.app.store, "lexical", True):
+                    # a Qdrant server too old to add the vector: hybrid is served dense
+                    self.state = "unsupported"
+                    await anyio.sleep(RECHECK)
                     continue
                 if self.app.store.dimension is None:  # no collection yet: nothing to do
                     self.total = self.pending = 0

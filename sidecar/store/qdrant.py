@@ -14,6 +14,8 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from loguru import logger
+
 from sidecar import errors
 from sidecar.config import Config
 from sidecar.domain import lexical as lex
@@ -132,11 +134,7 @@ class QdrantStore(Store):
                 info = await self.client.get_collection(self.collection)
                 have = set((info.payload_schema or {}).keys())
                 if self.lexical and lex.VECTOR not in (info.config.params.sparse_vectors or {}):
-                    # A collection made before memoryd had lexical search gains the sparse
-                    # vector in place (servers >= 1.16: PUT /collections/{c}/vectors/{v}).
-                    await self.client.create_vector_name(
-                        self.collection, lex.VECTOR, models.SparseVectorNameConfig(
-                            sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)))
+                    await self._add_lexical_vector()
             # Also on an existing collection: facet and order_by need these indexes, and a
             # collection made by older code may lack the newer ones. Creating one is idempotent.
             for index in indexes:
@@ -144,6 +142,27 @@ class QdrantStore(Store):
                     await self.client.create_payload_index(
                         self.collection, index.key, field_schema=_index_schema(index), wait=True)
         self._dimension = dimension
+
+    async def _add_lexical_vector(self) -> None:
+        """A collection made before memoryd had lexical search gains the sparse vector in
+        place (PUT /collections/{c}/vectors/{v}, Qdrant >= 1.18). A server that cannot is
+        served dense only: hybrid requests get dense results, nothing is backfilled."""
+        from qdrant_client import models
+
+        try:
+            await self.client.create_vector_name(
+                self.collection, lex.VECTOR, models.SparseVectorNameConfig(
+                    sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)))
+        except errors.MemorydError:
+            raise
+        except Exception as exc:
+            mapped = _map_error(exc)
+            if isinstance(mapped, errors.BackendUnavailable):
+                raise mapped from None
+            logger.warning("Qdrant cannot add the lexical vector to collection {} ({}): "
+                           "hybrid searches are served dense (needs Qdrant >= 1.18)",
+                           self.collection, mapped.message if mapped else type(exc).__name__)
+            self.lexical = False
 
     def _check_vector(self, vector: Sequence[float]) -> None:
         if self._dimension is not None and len(vector) != self._dimension:
