@@ -148,9 +148,12 @@ class KVSpaces:
         async with self.lock:
             space = self.spaces.get(collection)
             if space is None:
-                if (not create and self._on_edge
-                        and not (self._edge_dir(collection) / "edge_config.json").exists()):
+                on_disk = (self._on_edge
+                           and (self._edge_dir(collection) / "edge_config.json").exists())
+                if not create and self._on_edge and not on_disk:
                     return None
+                if create and not on_disk:
+                    self._check_room(path)
                 space = await self._open(namespace, collection)
             if not space.exists:
                 if not create:
@@ -161,6 +164,17 @@ class KVSpaces:
                 await space.store.ensure_collection(space.dimension, kv.INDEXES)
             space.indexed = True
             return space
+
+    def _check_room(self, path: str) -> None:
+        """A new namespace only while fewer than ``kv_max_namespaces`` exist: on the embedded
+        engine each one open is a worker process, so a client inventing namespaces would
+        otherwise start processes without end. Existing ones always open."""
+        cap = self.app.config.kv_max_namespaces
+        existing = sum(s.exists for s in self.spaces.values()) + len(self.discovered())
+        if existing >= cap:
+            raise errors.ValidationError.at(
+                path, f"memoryd holds at most {cap} kv namespaces (kv_max_namespaces) and "
+                f"{existing} exist: use one of them, or raise the setting")
 
     async def _open(self, namespace: str, collection: str) -> Space:
         from sidecar.store import open_collection

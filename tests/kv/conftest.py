@@ -25,7 +25,8 @@ store_kind = rpc_conftest.store_kind  # the same parametrized fixture: edge, qdr
 @pytest.fixture(scope="module")
 def kvd(store_kind: str) -> Iterator[Rpc]:
     root = Path(tempfile.mkdtemp(prefix="md-", dir="/tmp"))
-    client = start(store_kind, root)
+    # the module's tests keep to namespaces of their own: more than the default cap
+    client = start(store_kind, root, env={"MEMORYD_KV_MAX_NAMESPACES": "64"})
     yield client
     client.client.close()
     client.server.stop()

@@ -268,3 +268,25 @@ def now_ms() -> int:
     import time
 
     return time.time_ns() // 1_000_000
+
+
+def test_namespaces_are_capped(fresh: Callable[..., Rpc], store_kind: str) -> None:
+    """A client inventing namespaces cannot start engine workers without end: the third new
+    one is refused (validation, nothing made), the ones that exist keep working, and after a
+    restart with a lower cap the existing ones still open."""
+    env = {"MEMORYD_KV_MAX_NAMESPACES": "2"}
+    rpc = fresh(env=env)
+    for ns in ("cap-a", "cap-b"):
+        rpc.result("kv.set", {"namespace": ns, "key": "k", "value": ns})
+    err = rpc.error("kv.set", {"namespace": "cap-c", "key": "k", "value": 1})
+    assert err["data"]["kind"] == "validation"
+    assert err["data"]["errors"][0]["path"] == "$.namespace"
+    assert "at most 2 kv namespaces" in err["message"]
+    assert rpc.result("kv.get", {"namespace": "cap-c", "key": "k"}) is None
+    assert rpc.result("kv.get", {"namespace": "cap-a", "key": "k"})["value"] == "cap-a"
+    if store_kind == "edge":
+        assert not (rpc.server.data_dir / "edge" / "cap-c-cache").exists()
+        rpc.stop()
+        again = fresh(env={"MEMORYD_KV_MAX_NAMESPACES": "1"}, root=rpc.root)
+        assert again.result("kv.get", {"namespace": "cap-b", "key": "k"})["value"] == "cap-b"
+        assert again.result("kv.get", {"namespace": "cap-a", "key": "k"})["value"] == "cap-a"
