@@ -26,7 +26,7 @@ class NoParams(msgspec.Struct, forbid_unknown_fields=True):
     """Params of a method that takes none (``{}``, ``[]`` or absent)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Context:
     """What a handler knows about the call besides its params."""
 

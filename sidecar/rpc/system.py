@@ -10,7 +10,7 @@ import anyio
 import psutil
 
 from sidecar import PROTOCOL_VERSION, __version__, errors
-from sidecar.rpc import Context, NoParams, rpc
+from sidecar.rpc import REGISTRY, Context, NoParams, rpc
 
 _process = psutil.Process()
 
@@ -27,17 +27,11 @@ async def hello(ctx: Context, params: NoParams) -> dict[str, Any]:
             "embedding": embedder is not None and embedder.state != "failed",
             "rerank": app.reranker is not None,
             "multimodal": bool(getattr(embedder, "multimodal", False)),
-            "kv": "kv.get" in _registered(),
+            "kv": "kv.get" in REGISTRY,
         },
         "collection": app.config.collection,
         "dimension": app.config.dimension or (app._store.dimension if app._store else None),
     }
-
-
-def _registered() -> set[str]:
-    from sidecar.rpc import REGISTRY
-
-    return set(REGISTRY)
 
 
 @rpc("system.health")
