@@ -33,6 +33,12 @@ export interface SidecarSettings {
   crashWindowMs?: number;
   restartDelayMs?: number;
   restartDelayMaxMs?: number;
+  /**
+   * `mode` of every search (memory.search, searchWithRerank, relatedContext, persona.search,
+   * persona.searchAll): "hybrid" = BM25 and dense fused by memoryd's engine (names, numbers,
+   * rare words), "dense" = legacy. Absent: memoryd's `search_mode` (default dense).
+   */
+  searchMode?: "dense" | "hybrid";
 }
 
 export interface SidecarMemoryConfig {

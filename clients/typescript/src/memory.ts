@@ -402,7 +402,12 @@ export class SidecarMemory {
 
   async search(params: MemorySearchParams): Promise<MemorySearchResult[]> {
     return this.degradable("memory.search", async () =>
-      compact({ ...params, namespace: this.resolveNamespace(params.namespace), vector: await this.embed(params.query) }),
+      compact({
+        ...params,
+        namespace: this.resolveNamespace(params.namespace),
+        vector: await this.embed(params.query),
+        mode: this.sidecar.searchMode,
+      }),
     () => []);
   }
 
@@ -424,6 +429,7 @@ export class SidecarMemory {
       query,
       namespace: this.resolveNamespace(params?.namespace),
       vector: await this.embedQuery(query),
+      mode: this.sidecar.searchMode,
     });
   }
 
@@ -602,13 +608,16 @@ export class SidecarMemory {
     options?: { limit?: number; categories?: MemoryCategory[] },
   ): Promise<MemorySearchResult[]> {
     return this.degradable("persona.search", async () =>
-      compact({ query, persona, limit: options?.limit, categories: options?.categories, vector: await this.embed(query) }),
+      compact({
+        query, persona, limit: options?.limit, categories: options?.categories,
+        vector: await this.embed(query), mode: this.sidecar.searchMode,
+      }),
     () => []);
   }
 
   async searchAllPersonaMemories(query: string, limit = 10): Promise<PersonaMemoryHit[]> {
     return this.degradable("persona.searchAll", async () =>
-      compact({ query, limit, vector: await this.embed(query) }),
+      compact({ query, limit, vector: await this.embed(query), mode: this.sidecar.searchMode }),
     () => []);
   }
 
@@ -640,7 +649,7 @@ export class SidecarMemory {
 
   async searchRelatedContext(query: string, limit = 5): Promise<string[]> {
     return this.degradable("memory.relatedContext", async () =>
-      compact({ query, limit, vector: await this.embed(query) }),
+      compact({ query, limit, vector: await this.embed(query), mode: this.sidecar.searchMode }),
     () => []);
   }
 
