@@ -14,7 +14,8 @@ For each, from a client in this process (the same blocking-socket client for bot
 cost is in both figures): ``--calls`` sequential ``system.hello`` round trips (p50/p99), and
 ``--pipelined`` requests on one connection keeping ``--depth`` in flight (requests/s; every
 reply is checked afterwards). Rounds alternate the servers so drift on the machine hits both
-alike; the table shows the medians over rounds and the ratio memoryd/floor.
+alike; the table shows the medians over rounds and the median of the rounds' ratios
+memoryd/floor.
 """
 
 from __future__ import annotations
@@ -181,16 +182,28 @@ def measure(path: Path, args: argparse.Namespace) -> dict[str, float]:
             "rps": pipelined(path, args.pipelined, args.depth)}
 
 
-def table(medians: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
-    md, fl = medians["memoryd"], medians["floor"]
+def table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
+    """Medians over rounds; the ratio is the median of each round's ratio (a round measures
+    both servers back to back, so load that moves both cancels out)."""
+    md, fl = (median_of(results[name]) for name in ("memoryd", "floor"))
+
+    def ratio(key: str) -> float:
+        return statistics.median(m[key] / f[key]
+                                 for m, f in zip(results["memoryd"], results["floor"],
+                                                 strict=True))
+
     rows = ["| what | memoryd | floor | memoryd/floor |", "|---|---|---|---|",
             f"| system.hello round trip p50 µs | {md['p50']:.0f} | {fl['p50']:.0f} | "
-            f"{md['p50'] / fl['p50']:.2f} |",
+            f"{ratio('p50'):.2f} |",
             f"| system.hello round trip p99 µs | {md['p99']:.0f} | {fl['p99']:.0f} | "
-            f"{md['p99'] / fl['p99']:.2f} |",
+            f"{ratio('p99'):.2f} |",
             f"| pipelined, {args.depth} in flight, req/s | {md['rps']:,.0f} | "
-            f"{fl['rps']:,.0f} | {md['rps'] / fl['rps']:.2f} |"]
+            f"{fl['rps']:,.0f} | {ratio('rps'):.2f} |"]
     return "\n".join(rows)
+
+
+def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(m[key] for m in rounds) for key in rounds[0]}
 
 
 def main() -> int:
@@ -219,8 +232,7 @@ def main() -> int:
         if floor is not None:
             floor.stop()
         shutil.rmtree(root, ignore_errors=True)
-    medians = {name: {key: statistics.median(m[key] for m in rounds) for key in rounds[0]}
-               for name, rounds in results.items()}
+    medians = {name: median_of(rounds) for name, rounds in results.items()}
     if args.json:
         print(json.dumps({"medians": medians, "rounds": results}, indent=2))
     else:
@@ -228,7 +240,7 @@ def main() -> int:
         print(f"{os.cpu_count()} CPUs (load {load:.1f}), {args.rounds} rounds (medians), "
               f"{args.calls} sequential calls, {args.pipelined} pipelined with {args.depth} "
               f"in flight")
-        print(table(medians, args))
+        print(table(results, args))
     return 0
 
 
