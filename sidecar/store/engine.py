@@ -441,9 +441,15 @@ class Engine:
         live = info.points_count
         # Deleted points cost about what live ones do, in the segments (not the WAL).
         reclaimable = (disk - wal) * self.deleted // (live + self.deleted) if self.deleted else 0
+        # The engine counts sparse vectors as indexed (always: an inverted index); at most one
+        # per point. What is left are dense vectors in an HNSW index (exact when every point
+        # has a sparse one; counting those exactly costs ~14 ms at 100k points).
+        indexed = info.indexed_vectors_count
+        if self.lexical:
+            indexed = max(0, indexed - live)
         return wire.EngineInfo(
             exists=True, dimension=self.dimension, points=live,
-            segments=info.segments_count, indexed_vectors=info.indexed_vectors_count,
+            segments=info.segments_count, indexed_vectors=indexed,
             payload_indexes={k: _schema_name(v.data_type) for k, v in info.payload_schema.items()},
             reclaimable_points=self.deleted, disk_bytes=disk, wal_bytes=wal,
             reclaimable_bytes=reclaimable, reclaims=self.reclaims,
