@@ -212,14 +212,16 @@ async def newest_first(app: App, base: Filter, need: int,
                        before: tuple[float, str] | None) -> list[Record]:
     """The first ``need`` records of ``base`` in (createdAt, id) descending order, strictly
     after ``before``. The store orders by createdAt only, so every group of equal createdAt
-    at a page boundary is fetched whole and ordered by id here: nothing skipped or repeated."""
+    at a page boundary is ordered by id here: nothing skipped or repeated. The group's ids
+    are fetched whole, payloads only for the records kept (a batch of 500 saves shares one
+    createdAt; their payloads were most of a list's cost)."""
     store = app.store
     out: list[Record] = []
     below: float | None = None
     if before is not None:
         created, last_id = before
-        ties = await _all(app, queries.created_at_window(base, exactly=created))
-        out += sorted((r for r in ties if r.id < last_id), key=_order_key, reverse=True)
+        ties = await _tie_ids(app, base, created)
+        out += await _records(app, [i for i in ties if i < last_id][:need], {})
         below = created
     while len(out) < need:
         want = need - len(out)
@@ -231,17 +233,33 @@ async def newest_first(app: App, base: Filter, need: int,
             out += sorted(page, key=_order_key, reverse=True)
             break
         last = _order_key(page[-1])[0]
-        higher = [r for r in page if _order_key(r)[0] > last]
-        ties = await _all(app, queries.created_at_window(base, exactly=last))
-        out += sorted(higher, key=_order_key, reverse=True)
-        out += sorted(ties, key=_order_key, reverse=True)
+        out += sorted((r for r in page if _order_key(r)[0] > last), key=_order_key,
+                      reverse=True)
+        ties = await _tie_ids(app, base, last)
+        out += await _records(app, ties[:need - len(out)], {r.id: r for r in page})
         below = last
     return out
 
 
-async def _all(app: App, filter: Filter) -> list[Record]:
-    total = await app.store.count(filter)
-    return await app.store.scroll(filter=filter, limit=total) if total else []
+async def _tie_ids(app: App, base: Filter, created: float) -> list[str]:
+    """Ids of ``base``'s records created at ``created``, descending."""
+    ties = queries.created_at_window(base, exactly=created)
+    total = await app.store.count(ties)
+    if not total:
+        return []
+    records = await app.store.scroll(filter=ties, limit=total, with_payload=False)
+    return sorted((r.id for r in records), reverse=True)
+
+
+async def _records(app: App, ids: list[str], known: dict[str, Record]) -> list[Record]:
+    """The records of ``ids`` in that order, fetching those not ``known``. Read like the
+    scroll that found them (the store as it is, without the journal's queued writes); one
+    deleted meanwhile is left out."""
+    missing = [i for i in ids if i not in known]
+    if missing:
+        store = app.resilient if app.resilient is not None else app.store
+        known = {**known, **{r.id: r for r in await store.retrieve(missing)}}
+    return [known[i] for i in ids if i in known]
 
 
 @rpc("memory.stats", "read")
