@@ -268,16 +268,23 @@ def bench_inprocess(data: Data, count: int, args: argparse.Namespace, root: Path
 
 def list_newest(shard: Any) -> None:
     """The store calls memoryd's ``memory.list`` makes for the newest 100: one ordered scroll,
-    then the whole group of the last createdAt (count + scroll) so ties order by id."""
+    then the ids of the whole group of the last createdAt (count + ids-only scroll) so ties
+    order by id, then the payloads of the kept ids the first scroll did not return."""
     base = queries.list_filter(NAMESPACE, now=int(time.time() * 1000))
     order = qe.OrderBy("createdAt", qe.Direction.Desc)
     page, _ = shard.scroll(qe.ScrollRequest(limit=100, filter=to_edge(
         queries.created_at_window(base)), with_payload=True, order_by=order))
     if len(page) == 100:
         last = page[-1].payload["createdAt"]
+        higher = sum(1 for p in page if p.payload["createdAt"] > last)
         ties = to_edge(queries.created_at_window(base, exactly=last))
         total = shard.count(qe.CountRequest(exact=True, filter=ties))
-        shard.scroll(qe.ScrollRequest(limit=total, filter=ties, with_payload=True))
+        group, _ = shard.scroll(qe.ScrollRequest(limit=total, filter=ties, with_payload=False))
+        kept = sorted((str(p.id) for p in group), reverse=True)[:100 - higher]
+        known = {str(p.id) for p in page}
+        missing = [i for i in kept if i not in known]
+        if missing:
+            shard.retrieve(missing, True, False)
 
 
 def hnsw_tradeoff(shard: Any, search: Callable[[list[float]], list[Any]],
