@@ -129,12 +129,12 @@ class QdrantStore(Store):
                     replication_factor=self.config.replication_factor,
                     write_consistency_factor=self.config.write_consistency_factor,
                 )
-                have: set[str] = set()
-            else:
-                info = await self.client.get_collection(self.collection)
-                have = set((info.payload_schema or {}).keys())
-                if self.lexical and lex.VECTOR not in (info.config.params.sparse_vectors or {}):
-                    await self._add_lexical_vector()
+            info = await self.client.get_collection(self.collection)
+            have = set((info.payload_schema or {}).keys())
+            # Lexical only if the collection really has the vector (a server may not keep
+            # what it did not understand)
+            if self.lexical and lex.VECTOR not in (info.config.params.sparse_vectors or {}):
+                await self._add_lexical_vector()
             # Also on an existing collection: facet and order_by need these indexes, and a
             # collection made by older code may lack the newer ones. Creating one is idempotent.
             for index in indexes:
