@@ -68,6 +68,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # unfinished request lines held across all connections; the one that would exceed it is
     # answered `overloaded` and closed
     max_buffered_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
+    # seconds an unfinished line may go without a line completing on its connection (while
+    # memoryd reads it): beyond, the connection is closed and its budget share given back
+    line_timeout: Annotated[float, Meta(gt=0)] = 30.0
     drain_timeout: NonNegFloat = 10.0
     # -- store
     collection: Annotated[str, Meta(min_length=1, max_length=255)] = "agent_memory"

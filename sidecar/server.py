@@ -40,7 +40,7 @@ MAX_SOCKET_PATH = 107
 # Settings a SIGHUP can change; everything else needs a restart.
 RELOADABLE = ("log_level", "log_format", "max_line_bytes", "max_in_flight",
               "max_connection_in_flight", "max_batch", "max_connections", "max_buffered_bytes",
-              "drain_timeout", "allowed_uids", "sweep_interval")
+              "line_timeout", "drain_timeout", "allowed_uids", "sweep_interval")
 # accept() failures that mean "out of a resource": back off instead of spinning on them
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # file descriptors memoryd needs besides its connections (store, journal, pipes, logs)
@@ -209,6 +209,8 @@ class Connection(asyncio.Protocol):
         self.paused = False  # reading, for backpressure (counted in connectionsPaused)
         self.eof = False
         self.finished = False  # no more lines are taken: close once all are answered
+        self.progress_at = self.loop.time()  # a line completed (or reading resumed)
+        self.line_timer: asyncio.TimerHandle | None = None
 
     # ---- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -220,16 +222,7 @@ class Connection(asyncio.Protocol):
         if self.finished:
             return
         self.buffer += data
-        if not self.server.budget.charge(self.charged, len(self.buffer) - self.start):
-            budget = self.config.max_buffered_bytes
-            logger.warning("unfinished request lines would exceed {} bytes "
-                           "(max_buffered_bytes): closing a connection", budget)
-            self._finish(errors.Overloaded(
-                f"memoryd holds {budget} bytes of unfinished request lines "
-                "(max_buffered_bytes); closing this connection"))
-            return
-        self.charged = len(self.buffer) - self.start
-        self._take_lines()
+        self._take_lines()  # whole lines first: only what stays unfinished is charged
 
     def eof_received(self) -> bool:
         self.eof = True  # the client half-closed: its last line may lack the newline
@@ -247,6 +240,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.finished = True
+        if self.line_timer is not None:
+            self.line_timer.cancel()
         self._release_budget()
         self._set_paused(False)
         if not self.lost.done():
@@ -260,6 +255,7 @@ class Connection(asyncio.Protocol):
     def _take_lines(self) -> None:
         limit = self.config.max_line_bytes
         buffer = self.buffer
+        start = self.start
         while not self.finished and not self._full():
             index = buffer.find(b"\n", self.scanned)
             end = len(buffer) if index < 0 else index
@@ -283,11 +279,40 @@ class Connection(asyncio.Protocol):
         if self.finished:
             return
         if self.start:  # drop what was taken, once per read rather than once per line
+            if self.start != start:
+                self.progress_at = self.loop.time()
             del buffer[:self.start]
             self.scanned -= self.start
             self.start = 0
-        self._release_budget(len(buffer))
+        if not self.server.budget.charge(self.charged, len(buffer)):
+            budget = self.config.max_buffered_bytes
+            logger.warning("unfinished request lines would exceed {} bytes "
+                           "(max_buffered_bytes): closing a connection", budget)
+            self._finish(errors.Overloaded(
+                f"memoryd holds {budget} bytes of unfinished request lines "
+                "(max_buffered_bytes); closing this connection"))
+            return
+        self.charged = len(buffer)
         self._update_reading()
+        if buffer and self.line_timer is None:
+            self.line_timer = self.loop.call_later(self.config.line_timeout, self._line_expired)
+
+    def _line_expired(self) -> None:
+        """A slow or stalled client must not hold its share of the shared line budget (and
+        so lock other clients out) forever. Time spent paused by memoryd does not count."""
+        self.line_timer = None
+        if self.finished or not self.buffer:
+            return
+        waited = self.loop.time() - self.progress_at
+        if self.paused or waited < self.config.line_timeout:
+            delay = self.config.line_timeout - (0 if self.paused else waited)
+            self.line_timer = self.loop.call_later(delay, self._line_expired)
+            return
+        logger.warning("a request line stayed unfinished for {:g} s (line_timeout): closing "
+                       "the connection", self.config.line_timeout)
+        self._finish(errors.InvalidRequest(
+            f"no request line completed for {self.config.line_timeout:g} s (line_timeout); "
+            "closing this connection"))
 
     def _request(self, line: bytes) -> None:
         parsed = self.server.dispatcher.parse(line)
@@ -330,6 +355,7 @@ class Connection(asyncio.Protocol):
         if paused == self.paused:
             return
         self.paused = paused
+        self.progress_at = self.loop.time()  # a pause is memoryd's doing, not the client's
         self.server.app.stats.connections_paused += 1 if paused else -1
         if self.transport is not None and not self.transport.is_closing():
             if paused:

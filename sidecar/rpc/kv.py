@@ -393,6 +393,15 @@ async def kv_get_many(ctx: Context, params: KVKeysParams) -> list[dict[str, Any]
         return [None] * len(params.keys)
     ids = [kv.point_id(params.namespace, key) for key in params.keys]
     found = await _live(space, list(dict.fromkeys(ids)), now_ms())
+    # A key may be named many times and its value is repeated each time: 1,000 mentions of
+    # a 1 MiB value were a 1 GB reply. The values of one reply are capped like a request line.
+    cap = max(ctx.app.config.max_line_bytes, ctx.app.config.kv_max_value_bytes)
+    sizes = {pid: kv.value_size(record.payload.get("value")) for pid, record in found.items()}
+    total = sum(sizes.get(pid, 0) for pid in ids)
+    if total > cap:
+        raise errors.ValidationError.at(
+            "$.keys", f"the values asked for are {total} bytes as JSON; one reply carries at "
+                      f"most {cap} (max_line_bytes): ask for fewer keys")
     return [kv.entry(found[pid].payload, with_key=True) if pid in found else None
             for pid in ids]
 

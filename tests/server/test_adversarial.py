@@ -1,0 +1,120 @@
+"""An adversarial pass over the issue-12 bounds: hostile clients over real sockets against a
+real memoryd, each test a defect that was found (and failed) before its fix."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import msgspec
+import psutil
+
+from tests.server.test_bounds import NO_MODEL, MiB, closed_with_error, outq, wait_for
+
+
+def _raw(server: Any) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(server.socket))
+    return sock
+
+
+def test_stalled_unfinished_lines_do_not_lock_out_other_clients(memoryd_factory: Any) -> None:
+    """4 clients each send ~1 MiB of a line and then nothing, filling a 4 MiB budget. Before:
+    every other client was refused `overloaded` forever, even for a 50-byte request. Now a
+    whole line is never charged to the budget, and a line left unfinished for line_timeout
+    seconds closes its connection (with an error line), which gives its share back."""
+    server = memoryd_factory(env={**NO_MODEL, "MEMORYD_MAX_LINE_BYTES": str(MiB),
+                                  "MEMORYD_MAX_BUFFERED_BYTES": str(4 * MiB),
+                                  "MEMORYD_LINE_TIMEOUT": "1"})
+    partial = b'{"jsonrpc":"2.0","id":7,"method":"system.hello","params":{"pad":"'
+    partial += b"a" * (MiB - len(partial) - 8)
+    stalled = [_raw(server) for _ in range(4)]
+    try:
+        for sock in stalled:
+            sock.sendall(partial)
+            wait_for(lambda sock=sock: outq(sock) == 0, "memoryd to read the partial line")
+        with server.connect() as small:  # a whole line needs no budget
+            assert small.result("system.hello")["protocol"] == 1
+        # the stalled lines expire and their connections are closed with a reason
+        for sock in stalled:
+            holder: list[Any] = [None]
+
+            def closed(sock: socket.socket = sock, holder: list[Any] = holder) -> bool:
+                holder[0] = closed_with_error(sock)
+                return holder[0] is not None
+
+            wait_for(closed, "the stalled connection to be closed", timeout=30)
+            assert holder[0]["error"]["data"]["kind"] == "invalid_request"
+            assert "line_timeout" in holder[0]["error"]["message"]
+        with server.connect() as big:  # the budget is free again for a large line
+            big.send_raw(partial + b'"}}\n')
+            assert big.read()["error"]["data"]["kind"] == "validation"
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert server.proc.poll() is None
+
+
+def test_a_client_streaming_lines_is_not_timed_out(memoryd_factory: Any) -> None:
+    """The line timeout is about one line making no progress, not about a busy connection:
+    a client whose reads always end mid-line for longer than line_timeout is served."""
+    server = memoryd_factory(env={**NO_MODEL, "MEMORYD_LINE_TIMEOUT": "1"})
+    line = b'{"jsonrpc":"2.0","id":1,"method":"system.hello"}\n'
+    with server.connect() as client:
+        client.send_raw(line[:20])
+        answered = 0
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            client.send_raw(line[20:] + line[:20])  # ends one line, starts the next
+            assert client.read()["result"]["protocol"] == 1
+            answered += 1
+        client.send_raw(line[20:])
+        assert client.read()["result"]["protocol"] == 1
+    assert answered > 10
+
+
+def test_kv_get_many_of_one_key_repeated_is_bounded(memoryd_factory: Any) -> None:
+    """kv.getMany takes 1,000 keys and repeats a key's value once per mention: 1,000 times
+    one 1 MiB value made a ~1 GB reply from a 10 KB request (and a batch of 1,000 of them,
+    1 TB). The values a reply carries are now capped; beyond: a validation error."""
+    server = memoryd_factory(env=NO_MODEL)
+    value = "v" * (MiB - 16)
+    with server.connect() as client:
+        assert "result" in client.request("kv.set", {"namespace": "big", "key": "k",
+                                                     "value": value})
+        before = psutil.Process(server.proc.pid).memory_info().rss
+        reply = client.request("kv.getMany", {"namespace": "big", "keys": ["k"] * 1000})
+        growth = psutil.Process(server.proc.pid).memory_info().rss - before
+        err = reply["error"]
+        assert err["data"]["kind"] == "validation"
+        assert err["data"]["errors"][0]["path"] == "$.keys"
+        assert growth < 200 * MiB, f"RSS grew {growth / MiB:.0f} MiB"
+        few = client.result("kv.getMany", {"namespace": "big", "keys": ["k", "k", "x"]})
+        assert [e and len(e["value"]) for e in few] == [len(value), len(value), None]
+
+
+def test_a_batch_reply_is_bounded(memoryd_factory: Any) -> None:
+    """A batch's replies add up: 200 kv.get of a 1 MiB value were one 200 MiB reply line.
+    Once the replies of a batch pass max_line_bytes, its items not yet started are answered
+    `overloaded` without running."""
+    server = memoryd_factory(env={**NO_MODEL, "MEMORYD_MAX_LINE_BYTES": str(8 * MiB),
+                                  "MEMORYD_MAX_BUFFERED_BYTES": str(8 * MiB)})
+    value = "v" * (MiB - 16)
+    with server.connect() as client:
+        assert "result" in client.request("kv.set", {"namespace": "big", "key": "k",
+                                                     "value": value})
+        batch = [{"jsonrpc": "2.0", "id": i, "method": "kv.get",
+                  "params": {"namespace": "big", "key": "k"}} for i in range(200)]
+        client.send(batch)
+        line = client.read_line()
+        assert line is not None
+        replies = msgspec.json.decode(line)
+        assert len(replies) == 200 and {r["id"] for r in replies} == set(range(200))
+        served = [r for r in replies if "result" in r]
+        refused = [r for r in replies if "error" in r]
+        assert 8 <= len(served) < 8 + 64 + 1
+        assert all(r["error"]["data"] == {"kind": "overloaded", "retryable": True}
+                   for r in refused)
+        assert len(line) < 8 * MiB + 65 * MiB
+        assert client.result("system.hello")["protocol"] == 1
