@@ -127,7 +127,10 @@ def test_deleted_points_are_reclaimed_without_a_restart(memoryd_factory: Any) ->
         empty = wait_for(lambda: (m := measure())["points"] == 0 and m, what="warm-up applied")
         for _ in range(20):
             client.result("memory.saveBatch", {"inputs": inputs(1000, rng)})
-        full = wait_for(lambda: (m := measure())["points"] == 20_000 and m, what="saves applied")
+        # disk usage is re-measured at most every few seconds: wait for the grown figure
+        full = wait_for(lambda: (m := measure())["points"] == 20_000
+                        and m["segments"] > empty["segments"] + 5 * MiB and m,
+                        what="saves applied and on disk")
         assert client.result("memory.deleteWhere", {"namespace": "default"}) == {
             "deleted": 20_000}
     after = wait_for(lambda: (m := measure())["reclaims"] >= 1 and m["reclaimable"] == 0 and m,
