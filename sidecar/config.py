@@ -68,6 +68,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # unfinished request lines held across all connections; the one that would exceed it is
     # answered `overloaded` and closed
     max_buffered_bytes: Annotated[int, Meta(ge=1024)] = 64 * 1024 * 1024
+    # replies waiting for clients to read them, across all connections; beyond, a
+    # connection holding more than 1 MiB of them is closed (its client is not reading)
+    max_unsent_bytes: Annotated[int, Meta(ge=1024 * 1024)] = 256 * 1024 * 1024
     # seconds an unfinished line may go without a line completing on its connection (while
     # memoryd reads it): beyond, the connection is closed and its budget share given back
     line_timeout: Annotated[float, Meta(gt=0)] = 30.0

@@ -40,7 +40,7 @@ MAX_SOCKET_PATH = 107
 # Settings a SIGHUP can change; everything else needs a restart.
 RELOADABLE = ("log_level", "log_format", "max_line_bytes", "max_in_flight",
               "max_connection_in_flight", "max_batch", "max_connections", "max_buffered_bytes",
-              "line_timeout", "drain_timeout", "allowed_uids", "sweep_interval")
+              "line_timeout", "max_unsent_bytes", "drain_timeout", "allowed_uids", "sweep_interval")
 # accept() failures that mean "out of a resource": back off instead of spinning on them
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # file descriptors memoryd needs besides its connections (store, journal, pipes, logs)
@@ -211,6 +211,7 @@ class Connection(asyncio.Protocol):
         self.finished = False  # no more lines are taken: close once all are answered
         self.progress_at = self.loop.time()  # a line completed (or reading resumed)
         self.line_timer: asyncio.TimerHandle | None = None
+        self.unsent = 0  # bytes of replies in the transport, as last measured
 
     # ---- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -235,6 +236,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._measure_unsent()
         self._update_reading()
         self._take_lines()
 
@@ -242,6 +244,8 @@ class Connection(asyncio.Protocol):
         self.finished = True
         if self.line_timer is not None:
             self.line_timer.cancel()
+        self.server.unsent -= self.unsent
+        self.unsent = 0
         self._release_budget()
         self._set_paused(False)
         if not self.lost.done():
@@ -393,8 +397,26 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self._measure_unsent()
+            if (self.server.unsent > self.config.max_unsent_bytes
+                    and self.unsent > MAX_UNSENT):
+                # Pausing stops new requests, but those already taken still make replies
+                # (64 kv.get of a 1 MiB value: 64 MiB per client that never reads): memory
+                # held for clients that do not read is capped in total.
+                logger.warning("replies unread by their clients exceed {} bytes "
+                               "(max_unsent_bytes): closing a connection holding {}",
+                               self.config.max_unsent_bytes, self.unsent)
+                transport.abort()  # drops what it holds; connection_lost follows
+                return
         if self.finished:
             self._close_when_answered()
+
+    def _measure_unsent(self) -> None:
+        if self.transport is None or (self.finished and self.transport.is_closing()):
+            return
+        size = self.transport.get_write_buffer_size()
+        self.server.unsent += size - self.unsent
+        self.unsent = size
 
     def _close_when_answered(self) -> None:
         # close() writes what the transport still holds before closing the socket
@@ -430,6 +452,7 @@ class Server:
         self.idle_since: float | None = time.monotonic()
         self.pending = 0  # lines being answered, reply write included
         self.connections = 0  # accepted and not yet closed (each holds a descriptor)
+        self.unsent = 0  # bytes of replies waiting in connections' transports
         self.budget = ByteBudget(config)
         self.accept_failures = 0  # in a row
         self.accept_delay = 0.0

@@ -118,3 +118,51 @@ def test_a_batch_reply_is_bounded(memoryd_factory: Any) -> None:
                    for r in refused)
         assert len(line) < 8 * MiB + 65 * MiB
         assert client.result("system.hello")["protocol"] == 1
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Drain what memoryd sent; True once it closed the connection."""
+    import select
+
+    while select.select([sock], [], [], 0)[0]:
+        try:
+            if not sock.recv(1 << 20):
+                return True
+        except ConnectionResetError:
+            return True
+    return False
+
+
+def test_unread_replies_are_capped_in_total(memoryd_factory: Any) -> None:
+    """Pausing a client that does not read stops new requests, but the 64 it already sent
+    still make their replies: 64 kv.get of a 1 MiB value held 65 MiB per such client (8
+    clients: +266 MiB RSS, 512 of them 32 GiB). Replies unread in total are now capped
+    (max_unsent_bytes): past it a connection holding over 1 MiB of them is closed, its
+    memory freed, while a reading client is served."""
+    server = memoryd_factory(env={**NO_MODEL, "MEMORYD_MAX_UNSENT_BYTES": str(8 * MiB)})
+    value = "v" * (MiB - 16)
+    with server.connect() as client:
+        assert "result" in client.request("kv.set", {"namespace": "big", "key": "k",
+                                                     "value": value})
+        before = psutil.Process(server.proc.pid).memory_info().rss
+        line = b'{"jsonrpc":"2.0","id":1,"method":"kv.get","params":{"namespace":"big",' \
+               b'"key":"k"}}\n'
+        flood = []
+        try:
+            for _ in range(4):
+                sock = _raw(server)
+                sock.sendall(line * 100)  # 8 KB: fits the socket buffer, never read back
+                flood.append(sock)
+            for sock in flood:
+                wait_for(lambda sock=sock: _closed_by_peer(sock), "memoryd to close a "
+                         "connection that does not read its replies", timeout=30)
+        finally:
+            for sock in flood:
+                sock.close()
+        assert client.result("kv.get", {"namespace": "big", "key": "k"})["value"] == value
+        wait_for(lambda: client.result("system.stats")["connections"] == 1,
+                 "the closed connections to go")
+        growth = psutil.Process(server.proc.pid).memory_info().rss - before
+        assert growth < 64 * MiB, f"RSS grew {growth / MiB:.0f} MiB"
+    assert server.stop() == 0
+    assert b"max_unsent_bytes" in server.proc.stderr.read()
