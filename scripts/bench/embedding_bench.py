@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import anyio
+from benchkit import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -43,11 +44,6 @@ def texts(count: int, salt: str) -> list[str]:
         s, v, o = SUBJECTS[i % 10], VERBS[(i // 10) % 10], OBJECTS[(i // 100) % 10]
         out.append(f"{s} {v} {o} ({salt} note {i})")
     return out
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:

@@ -28,7 +28,6 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from benchkit import Memoryd
 
 ROOT = Path(__file__).resolve().parents[2]
 WARMUP = 500
@@ -81,31 +81,6 @@ class Floor:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.join(10)
-
-
-# -- memoryd -------------------------------------------------------------------------------------
-class Memoryd:
-    def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.socket = root / "run" / "memoryd.sock"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYD_")}
-        env.update(MEMORYD_EMBEDDING__PROVIDER="none", MEMORYD_SWEEP_INTERVAL="0",
-                   MEMORYD_LOG_LEVEL="WARNING", XDG_CONFIG_HOME=str(root / "config"))
-        self.log = (root / "memoryd.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "serve", "--spawned", "--socket",
-             str(self.socket), "--data-dir", str(root / "data")],
-            stdout=subprocess.PIPE, stderr=self.log, env=env, cwd=str(ROOT))
-        assert self.proc.stdout is not None
-        ready = msgspec.json.decode(self.proc.stdout.readline() or b"null")
-        if not ready or ready.get("method") != "system.ready":
-            self.stop()
-            raise RuntimeError(f"memoryd did not start: {ready}; see {root / 'memoryd.log'}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        self.log.close()
 
 
 # -- the client ----------------------------------------------------------------------------------

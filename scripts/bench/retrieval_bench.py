@@ -23,19 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
+from benchkit import Memoryd, percentile
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -43,60 +40,6 @@ sys.path.insert(0, str(ROOT))
 SET = Path(__file__).with_name("retrieval_set.json")
 DIM = 384
 BATCH = 500
-
-
-# -- memoryd over its socket -----------------------------------------------------------------
-class Client:
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))
-        self.file = self.sock.makefile("rb")
-        self.next_id = 0
-
-    def call(self, method: str, params: Any = None) -> Any:
-        self.next_id += 1
-        request: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
-        if params is not None:
-            request["params"] = params
-        self.sock.sendall(msgspec.json.encode(request) + b"\n")
-        reply = msgspec.json.decode(self.file.readline())
-        if "error" in reply:
-            raise RuntimeError(f"{method}: {reply['error']}")
-        return reply["result"]
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
-class Memoryd:
-    def __init__(self, root: Path, provider: str) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.socket = root / "run" / "memoryd.sock"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYD_")}
-        env.update(MEMORYD_EMBEDDING__PROVIDER=provider, MEMORYD_SWEEP_INTERVAL="0",
-                   XDG_CONFIG_HOME=str(root / "config"), MEMORYD_LOG_LEVEL="WARNING")
-        self.log = (root / "memoryd.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "serve", "--spawned", "--socket",
-             str(self.socket), "--data-dir", str(root / "data")],
-            stdout=subprocess.PIPE, stderr=self.log, env=env, cwd=str(ROOT))
-        assert self.proc.stdout is not None
-        ready = msgspec.json.decode(self.proc.stdout.readline() or b"null")
-        if not ready or ready.get("method") != "system.ready":
-            raise RuntimeError(f"memoryd did not start: {ready}; see {root / 'memoryd.log'}")
-        self.client = Client(self.socket)
-
-    def stop(self) -> None:
-        self.client.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=120)
-        self.log.close()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # -- quality ---------------------------------------------------------------------------------

@@ -27,9 +27,7 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,8 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
+from benchkit import Client, Memoryd, percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -71,63 +69,10 @@ class Data:
                 "metadata": {"tags": [f"t{i % 13}"]}}
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1000
-
-
-# -- memoryd over its socket -----------------------------------------------------------------
-class Client:
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))
-        self.file = self.sock.makefile("rb")
-        self.next_id = 0
-
-    def call(self, method: str, params: Any = None) -> Any:
-        self.next_id += 1
-        request: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
-        if params is not None:
-            request["params"] = params
-        self.sock.sendall(msgspec.json.encode(request) + b"\n")
-        reply = msgspec.json.decode(self.file.readline())
-        if "error" in reply:
-            raise RuntimeError(f"{method}: {reply['error']}")
-        return reply["result"]
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
-class Memoryd:
-    def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.socket = root / "run" / "memoryd.sock"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYD_")}
-        env.update(MEMORYD_EMBEDDING__PROVIDER="none", MEMORYD_SWEEP_INTERVAL="0",
-                   XDG_CONFIG_HOME=str(root / "config"), MEMORYD_LOG_LEVEL="WARNING")
-        self.log = (root / "memoryd.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "serve", "--spawned", "--socket",
-             str(self.socket), "--data-dir", str(root / "data")],
-            stdout=subprocess.PIPE, stderr=self.log, env=env,
-            cwd=str(Path(__file__).resolve().parents[2]))
-        assert self.proc.stdout is not None
-        ready = msgspec.json.decode(self.proc.stdout.readline() or b"null")
-        if not ready or ready.get("method") != "system.ready":
-            raise RuntimeError(f"memoryd did not start: {ready}; see {root / 'memoryd.log'}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=120)
-        self.log.close()
 
 
 def search_params(vector: list[float]) -> dict[str, Any]:
@@ -138,7 +83,7 @@ def search_params(vector: list[float]) -> dict[str, Any]:
 def bench_memoryd(data: Data, count: int, args: argparse.Namespace, root: Path
                   ) -> dict[str, Any]:
     server = Memoryd(root)
-    client = Client(server.socket)
+    client = server.client
     try:
         batch_ms = []
         for start in range(0, count, args.batch):
