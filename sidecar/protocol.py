@@ -105,7 +105,8 @@ class Dispatcher:
         async def worker() -> None:
             nonlocal size
             for index, item in pending:
-                if size > limit:
+                # notifications add nothing to the reply: they always run
+                if size > limit and not (isinstance(item, dict) and "id" not in item):
                     reply = _batch_full(item, limit)
                 else:
                     reply = await self._dispatch(item, peer)
@@ -226,12 +227,10 @@ def _valid_envelope(request: Any) -> bool:
     return not set(request) - _ENVELOPE_MEMBERS
 
 
-def _batch_full(item: Any, limit: int) -> dict[str, Any] | None:
+def _batch_full(item: Any, limit: int) -> dict[str, Any]:
     """What a batch item not run because the batch's replies are full is answered."""
     if not isinstance(item, dict):
         return _INVALID_ENVELOPE
-    if "id" not in item:
-        return None  # a notification is never answered
     request_id = item["id"]
     if isinstance(request_id, bool) or not isinstance(request_id, str | int | float | None):
         request_id = None
