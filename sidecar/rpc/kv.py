@@ -154,7 +154,9 @@ class KVSpaces:
                     return None
                 if create and not on_disk:
                     self._check_room(path)
-                space = await self._open(namespace, collection)
+                space = await self._open(namespace, collection, keep=create or on_disk)
+                if space is None:
+                    return None
             if not space.exists:
                 if not create:
                     return None
@@ -176,7 +178,11 @@ class KVSpaces:
                 path, f"memoryd holds at most {cap} kv namespaces (kv_max_namespaces) and "
                 f"{existing} exist: use one of them, or raise the setting")
 
-    async def _open(self, namespace: str, collection: str) -> Space:
+    async def _open(self, namespace: str, collection: str, *, keep: bool = True
+                    ) -> Space | None:
+        """The namespace's space, kept open; None (nothing kept) when ``keep`` is False and
+        it has no collection: a read of a namespace nobody made must not hold a space per
+        name (on a Qdrant server, reads of invented names kept one each, without end)."""
         from sidecar.store import open_collection
 
         app = self.app
@@ -187,6 +193,8 @@ class KVSpaces:
         breaker = app.resilient.breaker if (not self._on_edge and app.resilient) else None
         store = ResilientStore(inner, app.config, breaker=breaker)
         await store.open()
+        if not keep and store.dimension is None:
+            return None  # not closed: on a Qdrant server it shares the main store's client
         if app.queue is not None:
             app.queue.register(collection, store)
             view: Store = app.queue.view(collection)

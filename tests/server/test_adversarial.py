@@ -169,3 +169,23 @@ def test_unread_replies_are_capped_in_total(memoryd_factory: Any) -> None:
         assert growth < 64 * MiB, f"RSS grew {growth / MiB:.0f} MiB"
     assert server.stop() == 0
     assert b"max_unsent_bytes" in server.proc.stderr.read()
+
+
+def test_reads_of_invented_kv_namespaces_keep_nothing_open(memoryd_factory: Any,
+                                                         short_tmp: Any) -> None:
+    """On a Qdrant store (here qdrant-client's local mode) every kv read of a namespace that
+    does not exist opened and kept a space for it: a client inventing names grew memoryd
+    without end. Now nothing is kept; a namespace that exists is still read."""
+    server = memoryd_factory("--dimension", "8", env={
+        **NO_MODEL, "MEMORYD_QDRANT_PATH": str(short_tmp / "qdrant")})
+    with server.connect() as client:
+        assert "result" in client.request("kv.set", {"namespace": "real", "key": "k",
+                                                     "value": 1})
+        for i in range(50):
+            assert client.result("kv.get", {"namespace": f"ghost{i}", "key": "k"}) is None
+        assert client.result("kv.getMany", {"namespace": "ghost", "keys": ["k"]}) == [None]
+        assert client.result("kv.get", {"namespace": "real", "key": "k"})["value"] == 1
+    assert server.stop() == 0
+    log = server.proc.stderr.read()
+    assert b"kv namespace real open" in log
+    assert b"kv namespace ghost" not in log
