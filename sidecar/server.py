@@ -218,6 +218,7 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=MAX_UNSENT)
+        self.server.open_connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.finished:
@@ -236,7 +237,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._measure_unsent()
+        self.measure_unsent()
         self._update_reading()
         self._take_lines()
 
@@ -246,6 +247,7 @@ class Connection(asyncio.Protocol):
             self.line_timer.cancel()
         self.server.unsent -= self.unsent
         self.unsent = 0
+        self.server.open_connections.discard(self)
         self._release_budget()
         self._set_paused(False)
         if not self.lost.done():
@@ -397,9 +399,9 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
-            self._measure_unsent()
-            if (self.server.unsent > self.config.max_unsent_bytes
-                    and self.unsent > MAX_UNSENT):
+            self.measure_unsent()
+            if (self.unsent > MAX_UNSENT and self.server.unsent > self.config.max_unsent_bytes
+                    and self.server.measure_unsent() > self.config.max_unsent_bytes):
                 # Pausing stops new requests, but those already taken still make replies
                 # (64 kv.get of a 1 MiB value: 64 MiB per client that never reads): memory
                 # held for clients that do not read is capped in total.
@@ -411,7 +413,7 @@ class Connection(asyncio.Protocol):
         if self.finished:
             self._close_when_answered()
 
-    def _measure_unsent(self) -> None:
+    def measure_unsent(self) -> None:
         if self.transport is None or (self.finished and self.transport.is_closing()):
             return
         size = self.transport.get_write_buffer_size()
@@ -452,7 +454,10 @@ class Server:
         self.idle_since: float | None = time.monotonic()
         self.pending = 0  # lines being answered, reply write included
         self.connections = 0  # accepted and not yet closed (each holds a descriptor)
-        self.unsent = 0  # bytes of replies waiting in connections' transports
+        # bytes of replies waiting in connections' transports, as last measured: a client's
+        # reading is not seen until its next reply, so this may overstate
+        self.unsent = 0
+        self.open_connections: set[Connection] = set()
         self.budget = ByteBudget(config)
         self.accept_failures = 0  # in a row
         self.accept_delay = 0.0
@@ -723,6 +728,12 @@ class Server:
                 await asyncio.wait(set(conn.tasks))
         finally:
             conn.abort()
+
+    def measure_unsent(self) -> int:
+        """Bytes of replies waiting in connections' transports, measured now."""
+        for conn in self.open_connections:
+            conn.measure_unsent()
+        return self.unsent
 
     def answered(self) -> None:
         """One line has been answered (its reply handed to the socket, if any)."""

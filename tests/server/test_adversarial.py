@@ -189,3 +189,30 @@ def test_reads_of_invented_kv_namespaces_keep_nothing_open(memoryd_factory: Any,
     log = server.proc.stderr.read()
     assert b"kv namespace real open" in log
     assert b"kv namespace ghost" not in log
+
+
+def test_replies_already_read_do_not_count_as_unsent(memoryd_factory: Any) -> None:
+    """What a transport holds is measured when a reply is written (and when a transport over
+    1 MiB drains), so clients that had read replies just under 1 MiB still counted as holding
+    them: another client's big reply then passed the total and was closed although nobody was
+    behind. Past the cap it is measured again."""
+    server = memoryd_factory(env={**NO_MODEL, "MEMORYD_MAX_UNSENT_BYTES": str(8 * MiB)})
+    value = "v" * (MiB - 16)
+    keys = [f"k{i}" for i in range(3)]
+    readers = [server.connect() for _ in range(16)]
+    try:
+        first = readers[0]
+        assert "result" in first.request("kv.setMany", {"namespace": "big", "entries": [
+            *({"key": k, "value": value} for k in keys),
+            {"key": "small", "value": "s" * (900 * 1024)}]})
+        for client in readers:  # each reads a reply just under 1 MiB
+            assert len(client.result("kv.get", {"namespace": "big", "key": "small"})["value"]) \
+                == 900 * 1024
+        got = first.result("kv.getMany", {"namespace": "big", "keys": keys})
+        assert [len(e["value"]) for e in got] == [len(value)] * 3
+        assert first.result("system.hello")["protocol"] == 1
+    finally:
+        for client in readers:
+            client.close()
+    assert server.stop() == 0
+    assert b"max_unsent_bytes" not in server.proc.stderr.read()
