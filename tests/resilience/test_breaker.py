@@ -223,10 +223,11 @@ def _vector(i: int) -> list[float]:
 
 def test_one_clients_timed_out_flood_leaves_the_breaker_closed_for_others(
         memoryd_factory: Any) -> None:
-    """Three connections (192 requests in flight, under max_in_flight) pipeline batches of memory.list with a few ms of timeoutMs: the
-    engine does one call at a time, so most of them run out of time queueing behind the
-    others. The store keeps answering, so none of that is a store failure: another client's
-    reads are served throughout and the breaker stays closed."""
+    """Three connections (192 requests in flight, under max_in_flight) pipeline batches of
+    memory.list with a few ms of timeoutMs: the engine does one call at a time, so most of
+    them run out of time queueing behind the others. The store keeps answering, so none of
+    that is a store failure: another client's reads are served throughout and the breaker
+    stays closed."""
     server = memoryd_factory("--dimension", str(DIM), env={
         "MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_SWEEP_INTERVAL": "0"})
     with server.connect() as other:
