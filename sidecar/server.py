@@ -223,6 +223,8 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.finished:
             return
+        if not self.buffer:
+            self.progress_at = self.loop.time()  # a new line starts: its time starts now
         self.buffer += data
         self._take_lines()  # whole lines first: only what stays unfinished is charged
 
