@@ -410,6 +410,7 @@ class Connection(asyncio.Protocol):
                 logger.warning("replies unread by their clients exceed {} bytes "
                                "(max_unsent_bytes): closing a connection holding {}",
                                self.config.max_unsent_bytes, self.unsent)
+                self.finished = True  # take no more of its lines
                 transport.abort()  # drops what it holds; connection_lost follows
                 return
         if self.finished:
