@@ -329,6 +329,10 @@ class ResilientStore(Store):
             except TimeoutError:
                 self.timeouts += 1
                 error = errors.Timeout(deadline.timeout_ms)
+                # The embedded engine answers reads nobody waits for any more without running
+                # them: no success is recorded, but the store is answering all the same.
+                if (answered := getattr(self.inner, "answered_at", None)) is not None:
+                    self.breaker.last_answer_at = max(self.breaker.last_answer_at, answered)
                 self.breaker.record_timeout(probe, error)
                 raise error from None
             except TRANSIENT as exc:

@@ -81,7 +81,8 @@ async def _storage(app: Any) -> dict[str, Any] | None:
         return None
     return {"livePoints": info.points,
             **{key: detail[key] for key in ("reclaimablePoints", "diskBytes", "walBytes",
-                                            "reclaimableBytes", "reclaims", "lastReclaimMs")}}
+                                            "reclaimableBytes", "reclaims", "lastReclaimMs",
+                                            "skippedExpired")}}
 
 
 @rpc("system.shutdown", "admin")

@@ -5,6 +5,9 @@ The engine holds the GIL for whole calls, so it cannot share memoryd's process; 
 pipelined: each sends a frame with a fresh id and waits for the reply with that id. Whichever
 waiting call finds no one reading becomes the reader for everybody until its own reply
 arrives, so no background task is needed and a cancelled call never leaves half a frame.
+Each request carries its caller's deadline: a read already past it is not sent, and the worker
+answers one that expired in its queue without running it (``skippedExpired`` in info), so a
+client's flood of tiny timeouts does not occupy the engine. Writes always run.
 
 If the worker dies, the calls in flight fail with ``BackendUnavailable`` saying why (its exit
 status: SIGBUS means the disk under its memory-mapped files is full) and the next call starts a
@@ -19,13 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import select
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import msgspec
@@ -71,12 +76,23 @@ class _Slot:
         return self.reply is not None or self.error is not None
 
 
+class _Answers:
+    """What the workers of one EdgeStore answered, across restarts."""
+
+    __slots__ = ("at", "skipped_expired")
+
+    def __init__(self) -> None:
+        self.at: float | None = None  # time.monotonic() of the last reply, of any kind
+        self.skipped_expired = 0  # reads past their deadline, never run by the engine
+
+
 class _Worker:
     """One running engine process and the frames in flight to it."""
 
-    def __init__(self, process: Process, path: Path) -> None:
+    def __init__(self, process: Process, path: Path, answers: _Answers) -> None:
         self.process = process
         self.path = path
+        self.answers = answers
         self.pidfd: int | None = None  # readable once the process exits (Linux)
         self.exit_poll: select.poll | None = None
         with contextlib.suppress(AttributeError, OSError):
@@ -156,6 +172,9 @@ class _Worker:
                 return
             reply = self.decoder.decode(bytes(self.buffer[wire.HEADER.size:end]))
             del self.buffer[:end]
+            self.answers.at = time.monotonic()
+            if reply.error is not None and reply.error.kind == wire.EXPIRED:
+                self.answers.skipped_expired += 1
             slot = self.pending.pop(reply.id, None)
             if slot is not None:  # None: its caller was cancelled and left
                 slot.reply = reply
@@ -184,7 +203,14 @@ class EdgeStore(Store):
         self._start_lock = anyio.Lock()
         self._ids = itertools.count(1)
         self._closed = False
+        self.answers = _Answers()
         self.restarts = 0  # workers started after the first: shown in info()
+
+    @property
+    def answered_at(self) -> float | None:
+        """``time.monotonic()`` of the worker's last reply, of any kind (the breaker's
+        evidence that the store is alive while every caller times out)."""
+        return self.answers.at
 
     # ---- worker lifecycle
     @property
@@ -203,7 +229,7 @@ class EdgeStore(Store):
             raise errors.BackendUnavailable(
                 f"cannot start the embedded engine: {exc.strerror or type(exc).__name__}"
             ) from None
-        worker = _Worker(process, self.path)
+        worker = _Worker(process, self.path, self.answers)
         try:
             dimension = await self._roundtrip(worker, wire.Open(), int | None)
         except BaseException as exc:
@@ -237,18 +263,23 @@ class EdgeStore(Store):
             return self._worker
 
     async def _roundtrip(self, worker: _Worker, op: wire.Op, result_type: type[T] | Any) -> T:
-        request_id = next(self._ids)
+        request = wire.Request(next(self._ids), op, _deadline())
+        if wire.expired(request):  # nobody waits for it: not worth the engine's time
+            self.answers.skipped_expired += 1
+            await _expire(request)
         slot = _Slot()
-        worker.pending[request_id] = slot
+        worker.pending[request.id] = slot
         try:
-            await worker.send(wire.frame(msgspec.msgpack.encode(wire.Request(request_id, op))))
+            await worker.send(wire.frame(msgspec.msgpack.encode(request)))
         except _PIPE_ERRORS:
             worker.die("the embedded engine stopped")
             raise _NotSent from None
         try:
             reply = await worker.wait(slot)
         finally:
-            worker.pending.pop(request_id, None)
+            worker.pending.pop(request.id, None)
+        if reply.error is not None and reply.error.kind == wire.EXPIRED:
+            await _expire(request)
         if reply.error is not None:
             if reply.error.detail:
                 logger.warning("embedded engine ({}): {} failed: {}", self.collection,
@@ -357,6 +388,7 @@ class EdgeStore(Store):
             detail={"segments": engine.segments, "indexedVectors": engine.indexed_vectors,
                     "payloadIndexes": engine.payload_indexes, "workerPid": self.worker_pid,
                     "workerRestarts": self.restarts,
+                    "skippedExpired": self.answers.skipped_expired,
                     # live = ``points``; reclaimable = deleted, not yet vacuumed
                     "reclaimablePoints": engine.reclaimable_points,
                     "diskBytes": engine.disk_bytes, "walBytes": engine.wal_bytes,
@@ -386,6 +418,23 @@ class EdgeStore(Store):
                 except (errors.MemorydError, _NotSent):
                     pass  # already gone: its WAL holds every acknowledged write
         await _reap(worker)
+
+
+def _deadline() -> float | None:
+    """The caller's deadline (its innermost cancel scope's) on ``time.monotonic()``, the
+    clock the worker reads too; None without one."""
+    deadline = anyio.current_effective_deadline()
+    if math.isinf(deadline):
+        return None
+    return time.monotonic() + (deadline - anyio.current_time())
+
+
+async def _expire(request: wire.Request) -> NoReturn:
+    """End a read whose deadline passed the way the caller's own deadline ends it: the
+    cancel scope that set it fires (``ResilientStore`` turns that into ``timeout``)."""
+    assert request.deadline is not None
+    await anyio.sleep(max(0.0, request.deadline - time.monotonic()) + 0.05)
+    raise TimeoutError("the read's deadline passed")  # the scope did not fire: its owner's
 
 
 class _NotSent(Exception):

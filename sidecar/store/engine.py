@@ -2,8 +2,9 @@
 
 qdrant-edge holds the GIL for the whole of each call, so memoryd runs it here and talks to it
 through stdin/stdout frames (see ``wire.py``). One request at a time, answered in the order
-received. Nothing but frames ever reaches the real stdout: fd 1 is pointed at stderr before the
-engine loads. stdin closing (memoryd gone) flushes and exits.
+received; a read whose deadline has passed by the time it comes up is answered "expired"
+without touching the engine. Nothing but frames ever reaches the real stdout: fd 1 is pointed
+at stderr before the engine loads. stdin closing (memoryd gone) flushes and exits.
 
 Deleted points are reclaimed here, between requests (see ``Engine.maintenance_wait``): once
 enough are deleted the engine's own vacuum/merge rewrites the littered segments, then a flush
@@ -540,6 +541,12 @@ def serve(path: Path, requests: int, replies: BinaryIO) -> None:
             if body is None:
                 break
             request = decoder.decode(body)
+            if wire.expired(request):  # its caller left: do not make the others wait for it
+                reply = wire.Reply(request.id, None, wire.Failure(
+                    wire.EXPIRED, "the deadline passed before the engine reached this read"))
+                replies.write(wire.frame(encoder.encode(reply)))
+                replies.flush()
+                continue
             try:
                 reply = wire.Reply(request.id, engine.handle(request.op))
             except Exception as exc:

@@ -9,6 +9,7 @@ decodes each one with the type its operation returns.
 from __future__ import annotations
 
 import struct
+import time
 from typing import Any
 
 import msgspec
@@ -103,21 +104,39 @@ Op = (Open | Create | Upsert | Retrieve | Delete | Search | Scroll | Count | Fac
       | Reclaim | Flush | Shutdown | SetSparse)
 
 
+# Reads nobody waits for any more are answered at once, unrun (``Request.deadline``). Writes
+# always run: the journal applier retries what fails, and a skipped write must never look done.
+READS = (Retrieve, Search, Scroll, Count, Facet, Info)
+
+
 class Request(msgspec.Struct, array_like=True):
     id: int
     op: Op
+    # When the caller stops waiting, on CLOCK_MONOTONIC (``time.monotonic()``: one clock for
+    # every process on a Linux machine); None = no deadline.
+    deadline: float | None = None
+
+
+def expired(request: Request) -> bool:
+    """A read whose caller has given up: running it would only delay the others."""
+    return (request.deadline is not None and isinstance(request.op, READS)
+            and time.monotonic() >= request.deadline)
 
 
 class Failure(msgspec.Struct):
     """Why an operation failed, in memoryd's words (``engine.failure_of``). ``kind``: dimension
     | filter | absent | index | invalid | unreadable | cannot_open | no_space | denied | locked
-    | engine. ``detail`` is the engine's own text: for memoryd's log, never for clients."""
+    | engine | expired (a read past its deadline, not run: ``EXPIRED``). ``detail`` is the
+    engine's own text: for memoryd's log, never for clients."""
 
     kind: str
     message: str
     expected: int | None = None
     actual: int | None = None
     detail: str | None = None
+
+
+EXPIRED = "expired"
 
 
 class Reply(msgspec.Struct, array_like=True):
