@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ class Memoryd:
             [python, "-m", "sidecar", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, **popen)
         self.first_line: dict[str, Any] | None = None
+        # memoryd logs to stderr: drain the pipe all along, or a full pipe (64 KiB) would block
+        # its logging and so memoryd itself
+        self._stderr = bytearray()
+        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drain.start()
         if check_ready:
             self.wait_ready()
 
@@ -45,11 +51,22 @@ class Memoryd:
         assert self.first_line["method"] == "system.ready", self.first_line
         return self.first_line
 
+    def _drain_stderr(self) -> None:
+        stream = self.proc.stderr
+        assert stream is not None
+        for chunk in iter(lambda: stream.read1(1 << 16), b""):
+            self._stderr += chunk
+
+    def log(self) -> bytes:
+        """What memoryd wrote to stderr so far; all of it once the process has exited."""
+        if self.proc.poll() is not None:
+            self._drain.join(timeout=30)
+        return bytes(self._stderr)
+
     def stderr_tail(self) -> str:
         if self.proc.poll() is None:
             return "(still running)"
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read().decode(errors="replace")[-4000:]
+        return self.log().decode(errors="replace")[-4000:]
 
     def connect(self) -> RawClient:
         return RawClient(self.socket)

@@ -55,8 +55,7 @@ def queue_and_kill(factory: Any, proxy: CutProxy, n: int) -> tuple[Memoryd, list
 
 def stop_and_log(server: Memoryd) -> str:
     server.stop()
-    assert server.proc.stderr is not None
-    return server.proc.stderr.read().decode(errors="replace")
+    return server.log().decode(errors="replace")
 
 
 def record_ids(data: bytes) -> list[tuple[int, int, str]]:

@@ -168,7 +168,7 @@ def test_unread_replies_are_capped_in_total(memoryd_factory: Any) -> None:
         growth = psutil.Process(server.proc.pid).memory_info().rss - before
         assert growth < 64 * MiB, f"RSS grew {growth / MiB:.0f} MiB"
     assert server.stop() == 0
-    assert b"max_unsent_bytes" in server.proc.stderr.read()
+    assert b"max_unsent_bytes" in server.log()
 
 
 def test_reads_of_invented_kv_namespaces_keep_nothing_open(memoryd_factory: Any,
@@ -186,7 +186,7 @@ def test_reads_of_invented_kv_namespaces_keep_nothing_open(memoryd_factory: Any,
         assert client.result("kv.getMany", {"namespace": "ghost", "keys": ["k"]}) == [None]
         assert client.result("kv.get", {"namespace": "real", "key": "k"})["value"] == 1
     assert server.stop() == 0
-    log = server.proc.stderr.read()
+    log = server.log()
     assert b"kv namespace real open" in log
     assert b"kv namespace ghost" not in log
 
@@ -215,4 +215,4 @@ def test_replies_already_read_do_not_count_as_unsent(memoryd_factory: Any) -> No
         for client in readers:
             client.close()
     assert server.stop() == 0
-    assert b"max_unsent_bytes" not in server.proc.stderr.read()
+    assert b"max_unsent_bytes" not in server.log()

@@ -222,7 +222,7 @@ def test_survives_running_out_of_descriptors(memoryd_factory: Any,
     existing.close()
     assert server.proc.poll() is None
     assert server.stop() == 0
-    log = server.proc.stderr.read()
+    log = server.log()
     assert b"accept failed" in log and b"Too many open files" in log
 
 

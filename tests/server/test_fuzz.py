@@ -7,7 +7,6 @@ anything but a JSON-RPC response, none says ``internal``; its RSS stays under RS
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from tests.fuzzing import CLASSES, Generator, fuzz, rss_kb, wait_alive
@@ -38,21 +37,13 @@ def test_thousands_of_hostile_inputs_never_stop_memoryd_nor_answer_internal(
         memoryd_factory: Any) -> None:
     server = memoryd_factory("--dimension", str(DIM), env={
         "MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_SWEEP_INTERVAL": "0"})
-    # memoryd's stderr is a pipe: drain it (a full pipe would block its logging) and keep it
-    # for the tracebacks of whatever goes wrong.
-    stderr: list[bytes] = []
-    assert server.proc.stderr is not None
-    drain = threading.Thread(target=lambda: stderr.extend(iter(
-        lambda: server.proc.stderr.read1(1 << 16), b"")), daemon=True)
-    drain.start()
     pid = server.proc.pid
     report = fuzz(server.socket, pid, seed=20261127, count=COUNT, burst=100, dimension=DIM)
     alive = wait_alive(pid)
     rss_mib = rss_kb(pid) // 1024 if alive else 0
     if not alive:
         server.proc.wait(30)
-        drain.join(10)
-    log = b"".join(stderr).decode(errors="replace")[-6000:]
+    log = server.log().decode(errors="replace")[-6000:]
     found = [(c.kind if c else None, c.method if c else None, c.line[:300] if c else None,
               reply["error"]["message"]) for c, reply in report.internal[:10]]
     assert report.crashes == 0 and alive, (report.crash_burst[-5:], log)

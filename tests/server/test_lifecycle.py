@@ -169,7 +169,7 @@ def test_sighup_reloads_limits(short_tmp: Path) -> None:
     # collection is not reloadable: still the old one
     assert server.call("system.hello")["result"]["collection"] == "agent_memory"
     server.stop()
-    log = server.proc.stderr.read().decode()
+    log = server.log().decode()
     assert "reloaded max_line_bytes" in log
     assert "needs a restart to change: collection" in log
 

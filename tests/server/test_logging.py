@@ -21,7 +21,7 @@ def test_json_logs_carry_request_fields_and_no_content(memoryd_factory: Any) -> 
         assert c.read()["result"]["content"] == CONTENT
         c.request("memory.save", {"category": "nope", "content": CONTENT})
     assert server.stop() == 0
-    lines = server.proc.stderr.read().decode().splitlines()
+    lines = server.log().decode().splitlines()
     records = [msgspec.json.decode(line) for line in lines]  # every line is one JSON object
     assert all({"time", "level", "message"} <= set(r) for r in records)
     [save] = [r for r in records if r.get("request_id") == "req-42"]

@@ -58,7 +58,7 @@ def test_refuses_socket_dir_owned_by_another_user(short_tmp: Path) -> None:
     os.chown(run, 65534, 65534)
     server = Memoryd(short_tmp, check_ready=False)
     assert server.proc.wait(timeout=60) == 2
-    assert b"owned by uid 65534" in server.proc.stderr.read()
+    assert b"owned by uid 65534" in server.log()
 
 
 def test_second_instance_is_refused_and_first_keeps_serving(memoryd_factory: Any,
@@ -69,7 +69,7 @@ def test_second_instance_is_refused_and_first_keeps_serving(memoryd_factory: Any
     failed = msgspec.json.decode(second.proc.stdout.readline())
     assert failed["params"]["error"]["kind"] == "already_running"
     assert failed["params"]["error"]["socket"] == str(first.socket)
-    assert b"another memoryd is serving" in second.proc.stderr.read()
+    assert b"another memoryd is serving" in second.log()
     # the live server's socket was not touched
     assert first.call("system.hello")["result"]["pid"] == first.proc.pid
 
