@@ -5,11 +5,14 @@ the store afterwards and reports it applied, and whole segments whose records ar
 are deleted. What the files still hold at start is replayed (replays are idempotent: every
 operation is a whole-point upsert or a delete, replayed in the original order).
 
-Layout: segment ``<first seq, 20 digits>.wal`` starts with ``FILE_MAGIC`` (format 2); a record
-is ``magic · crc32 · body length (u32 LE) · seq (u64 LE) · body``, the crc32 covering length,
-seq and body. The seq is explicit so that a reader can skip a damaged record without shifting
-the ones after it, and the magic lets it find the next record: a corrupt byte costs the record
-it is in, not the rest of the segment (the idea of LevelDB's log, at record granularity).
+Layout: segment ``<first seq, 20 digits>.wal`` starts with ``FILE_MAGIC`` (format 2) and an
+8-byte random salt; a record is ``magic · crc32 · body length (u32 LE) · seq (u64 LE) · body``,
+the crc32 covering salt, length, seq and body. The salt (new each time memoryd opens the
+journal, never shown to clients) keeps a record-shaped run of bytes inside a client's content
+from passing for a record when the reader resynchronizes after damage. The seq is explicit so
+that a reader can skip a damaged record without shifting the ones after it, and the magic
+lets it find the next record: a corrupt byte costs the record it is in, not the rest of the
+segment (the idea of LevelDB's log, at record granularity).
 Segments without ``FILE_MAGIC`` were written by memoryd before format 2 (``length · crc32 of
 the body · body``, seqs implicit: the segment's first seq plus the record's position); they
 are still read, and never appended to.
@@ -54,7 +57,9 @@ from loguru import logger
 
 from sidecar import errors
 
-FILE_MAGIC = b"MDJRNL\x00\x02"  # a format-2 segment starts with it
+FILE_MAGIC = b"MDJRNL\x00\x02"  # a format-2 segment starts with it, then its salt
+SALT_BYTES = 8
+SEGMENT_HEADER = len(FILE_MAGIC) + SALT_BYTES
 RECORD = struct.Struct("<4sIIQ")  # magic, crc32(length · seq · body), body length, seq
 RECORD_MAGIC = b"\xfeMJ\xd5"
 _LENGTH_SEQ = struct.Struct("<IQ")
@@ -81,16 +86,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def frame(seq: int, body: bytes) -> bytes:
-    """One format-2 record."""
+def frame(seq: int, body: bytes, salt: bytes = b"") -> bytes:
+    """One format-2 record, for a segment whose header holds ``salt``."""
     length_seq = _LENGTH_SEQ.pack(len(body), seq)
-    crc = zlib.crc32(body, zlib.crc32(length_seq))
+    crc = zlib.crc32(body, zlib.crc32(length_seq, zlib.crc32(salt)))
     return RECORD_MAGIC + struct.pack("<I", crc) + length_seq + body
 
 
-def _record_at(data: bytes, offset: int, after_seq: int) -> tuple[int, bytes, int] | None:
+def _record_at(data: bytes, offset: int, after_seq: int, seed: int
+               ) -> tuple[int, bytes, int] | None:
     """The valid record at ``offset`` as (seq, body, end), or None. A seq not above
-    ``after_seq`` is not valid either: seqs only grow."""
+    ``after_seq`` is not valid either: seqs only grow. ``seed`` is the crc32 of the salt."""
     if len(data) - offset < RECORD.size:
         return None
     magic, crc, length, seq = RECORD.unpack_from(data, offset)
@@ -99,7 +105,7 @@ def _record_at(data: bytes, offset: int, after_seq: int) -> tuple[int, bytes, in
     if magic != RECORD_MAGIC or length == 0 or end > len(data) or seq <= after_seq:
         return None
     body = data[start:end]
-    if zlib.crc32(body, zlib.crc32(data[offset + 8:start])) != crc:
+    if zlib.crc32(body, zlib.crc32(data[offset + 8:start], seed)) != crc:
         return None
     return seq, body, end
 
@@ -110,20 +116,21 @@ def scan(data: bytes, after_seq: int = 0) -> tuple[list[tuple[int, bytes, int]],
     them that are not valid records (``(start, end)``: damage, or a torn tail when last).
 
     Past a bad byte the reader looks for the next magic that starts a valid record. A body
-    may hold the magic, even a whole valid-looking record (content is the client's): that
-    matters only after damage, and costs nothing a client could not do with a request."""
+    may hold the magic, even a whole record-shaped run (content is the client's), but not its
+    checksum: that needs the segment's salt, which no client sees."""
     records: list[tuple[int, bytes, int]] = []
     bad: list[tuple[int, int]] = []
-    offset = len(FILE_MAGIC)
+    seed = zlib.crc32(data[len(FILE_MAGIC):SEGMENT_HEADER])
+    offset = SEGMENT_HEADER
     while offset < len(data):
-        found = _record_at(data, offset, after_seq)
+        found = _record_at(data, offset, after_seq, seed)
         if found is not None:
             after_seq, body, end = found
             records.append((after_seq, body, offset))
             offset = end
             continue
         resync = data.find(RECORD_MAGIC, offset + 1)
-        while resync != -1 and _record_at(data, resync, after_seq) is None:
+        while resync != -1 and _record_at(data, resync, after_seq, seed) is None:
             resync = data.find(RECORD_MAGIC, resync + 1)
         end = len(data) if resync == -1 else resync
         bad.append((offset, end))
@@ -201,6 +208,7 @@ class Journal:
         self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
         self._segments: list[_Segment] = []
         self._active: _Segment | None = None  # the one appended to (the last), if any yet
+        self._salt = os.urandom(SALT_BYTES)  # in the header of every segment this run starts
         self._fd: int | None = None  # the active segment, opened for append
         self._lock_fd: int | None = None
         self._next_seq = 1
@@ -379,7 +387,8 @@ class Journal:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
                      0o600)
         try:
-            if os.write(fd, FILE_MAGIC) != len(FILE_MAGIC):
+            header = FILE_MAGIC + self._salt
+            if os.write(fd, header) != len(header):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         except OSError:
             os.close(fd)
@@ -389,7 +398,7 @@ class Journal:
         if self._fd is not None:
             self._unsynced_fds.append(self._fd)
         self._fd = fd
-        self._active = _Segment(self._next_seq, path, self._next_seq - 1, len(FILE_MAGIC))
+        self._active = _Segment(self._next_seq, path, self._next_seq - 1, SEGMENT_HEADER)
         self._segments.append(self._active)
         self._dir_dirty = True
 
@@ -408,7 +417,7 @@ class Journal:
         if self._broken is not None:
             raise errors.BackendUnavailable(f"the write journal is unusable: {self._broken}")
         seq = self._next_seq
-        record = frame(seq, body)
+        record = frame(seq, body, self._salt)
         if self.size + len(record) > self.max_bytes:
             raise errors.BackendUnavailable(
                 f"the write journal is full ({self.size} of {self.max_bytes} bytes, "
@@ -416,7 +425,7 @@ class Journal:
                 journal="full")
         try:
             active = self._active
-            if active is None or (active.size > len(FILE_MAGIC)
+            if active is None or (active.size > SEGMENT_HEADER
                                   and active.size + len(record) > self.segment_bytes):
                 self._new_segment()
                 active = self._active

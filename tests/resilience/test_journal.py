@@ -13,7 +13,15 @@ import anyio
 import pytest
 
 from sidecar import errors
-from sidecar.journal import FILE_MAGIC, RECORD, RECORD_MAGIC, Journal, JournalError, frame
+from sidecar.journal import (
+    FILE_MAGIC,
+    RECORD,
+    RECORD_MAGIC,
+    SEGMENT_HEADER,
+    Journal,
+    JournalError,
+    frame,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -99,7 +107,7 @@ async def test_a_damaged_record_costs_only_itself(tmp_path: Path) -> None:
     original = segment.read_bytes()
     data = bytearray(original)
     record = RECORD.size + len(body(0))
-    data[len(FILE_MAGIC) + 3 * record + RECORD.size + 2] ^= 0xFF  # a byte of record 4's body
+    data[SEGMENT_HEADER + 3 * record + RECORD.size + 2] ^= 0xFF  # a byte of record 4's body
     segment.write_bytes(bytes(data))
 
     journal = Journal(directory, max_bytes=1 << 20)
@@ -132,7 +140,7 @@ async def test_eight_flipped_bytes_mid_segment_lose_only_the_records_they_touch(
     data = bytearray(segment.read_bytes())
     record = RECORD.size + len(body(0))
     # 8 bytes straddling the end of record 20 and the start of record 21
-    middle = len(FILE_MAGIC) + 20 * record - 4
+    middle = SEGMENT_HEADER + 20 * record - 4
     data[middle:middle + 8] = bytes(b ^ 0x5A for b in data[middle:middle + 8])
     segment.write_bytes(bytes(data))
     journal = Journal(directory, max_bytes=1 << 20)
@@ -172,7 +180,7 @@ async def test_damage_and_a_torn_tail_in_the_last_segment(tmp_path: Path) -> Non
     await write_records(directory, 6)
     [segment] = segments(directory)
     data = bytearray(segment.read_bytes())
-    data[len(FILE_MAGIC) + 10] ^= 0xFF  # record 1's header
+    data[SEGMENT_HEADER + 10] ^= 0xFF  # record 1's header
     torn = frame(7, body(6))[:-5]
     found = bytes(data) + torn
     segment.write_bytes(found)
@@ -203,7 +211,7 @@ async def test_a_failed_append_is_cut_back_off_and_the_next_one_retries(
         assert "cannot write" in caught.value.message
         assert journal.stats()["writeError"] is not None
         [segment] = segments(directory)
-        assert segment.stat().st_size == len(FILE_MAGIC) + len(seqs) * (RECORD.size + 1000)
+        assert segment.stat().st_size == SEGMENT_HEADER + len(seqs) * (RECORD.size + 1000)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
@@ -252,10 +260,31 @@ async def test_a_record_inside_a_body_is_not_replayed_twice(tmp_path: Path) -> N
     journal.close()
     [segment] = segments(directory)
     data = bytearray(segment.read_bytes())
-    data[len(FILE_MAGIC) + RECORD.size + 50 + 2] ^= 0xFF  # damage the second record's header
+    data[SEGMENT_HEADER + RECORD.size + 50 + 2] ^= 0xFF  # damage the second record's header
     segment.write_bytes(bytes(data))
     reopened = Journal(directory, max_bytes=1 << 20)
     assert reopened.open() == [(1, b"a" * 50), (3, b"b" * 50)]
+    reopened.close()
+
+
+async def test_a_forged_record_with_a_plausible_seq_is_not_replayed(tmp_path: Path) -> None:
+    """A client's content holding a whole record with the next seq (it can read ``lastSeq``
+    from system.stats) is still no record after damage: its checksum lacks the segment's
+    salt, so the reader skips it instead of replaying an unvalidated write."""
+    directory = tmp_path / "j"
+    journal = Journal(directory, max_bytes=1 << 20)
+    journal.open()
+    inner = frame(2, b"forged")
+    for payload in (b"a" * 50, b"x" + inner + b"y", b"b" * 50):
+        await journal.commit(journal.append(payload))
+    journal.close()
+    [segment] = segments(directory)
+    data = bytearray(segment.read_bytes())
+    data[SEGMENT_HEADER + RECORD.size + 50 + 2] ^= 0xFF  # damage the second record's header
+    segment.write_bytes(bytes(data))
+    reopened = Journal(directory, max_bytes=1 << 20)
+    assert reopened.open() == [(1, b"a" * 50), (3, b"b" * 50)]
+    assert reopened.damaged_records == 1
     reopened.close()
 
 
