@@ -474,7 +474,7 @@ export class SidecarMemory {
     return this.deleteExpired();
   }
 
-  async stats(): Promise<{ total: number; byType: Record<EntryType, number>; byCategory: Record<string, number> }> {
+  async stats(): Promise<MemoryStats> {
     return this.strict<MemoryStats>("memory.stats", async () => ({}), true);
   }
 

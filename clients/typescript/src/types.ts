@@ -146,6 +146,8 @@ export interface MemoryStats {
   total: number;
   byType: Record<EntryType, number>;
   byCategory: Record<string, number>;
+  /** Memories past their TTL (no read returns them) awaiting the sweeper; memoryd >= this field. */
+  expired?: number;
 }
 
 export interface ConversationState {
