@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -156,3 +157,43 @@ class RawClient:
         line = self.read_line()
         assert line is not None, "connection closed before a reply"
         return msgspec.json.decode(line)
+
+
+class ListFlood:
+    """``connections`` threads pipelining batches of 100 ``memory.list`` with 1-30 ms of
+    ``timeoutMs`` until the block ends: most run out of time queueing behind each other.
+    ``kinds`` counts their replies by outcome (``ok`` or the error kind)."""
+
+    def __init__(self, server: Memoryd, connections: int = 3) -> None:
+        self.server = server
+        self.kinds: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._threads = [threading.Thread(target=self._flood, args=(n,))
+                         for n in range(connections)]
+
+    def __enter__(self) -> ListFlood:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            return self.kinds.get(kind, 0)
+
+    def _flood(self, seed: int) -> None:
+        rng = random.Random(seed)
+        with self.server.connect() as c:
+            while not self._done.is_set():
+                c.send([c.request_obj("memory.list", {"limit": 50,
+                                                      "timeoutMs": rng.randint(1, 30)})
+                        for _ in range(100)])
+                for reply in c.read():
+                    kind = reply["error"]["data"]["kind"] if "error" in reply else "ok"
+                    with self._lock:
+                        self.kinds[kind] = self.kinds.get(kind, 0) + 1

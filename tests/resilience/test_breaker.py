@@ -4,8 +4,6 @@ fake Qdrant endpoint, and one client's flood of timed-out reads over a real sock
 
 from __future__ import annotations
 
-import random
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from sidecar.resilience import CircuitBreaker, ResilientStore, full_jitter, requ
 from sidecar.store.qdrant import QdrantStore
 from tests.fakes.proxy import CutProxy
 from tests.fakes.qdrant_rest import FakeQdrantProcess
+from tests.support import ListFlood
 
 
 class Clock:
@@ -234,37 +233,14 @@ def test_one_clients_timed_out_flood_leaves_the_breaker_closed_for_others(
         other.result("memory.saveBatch", {"inputs": [
             {"category": "fact", "content": f"memory {i}", "vector": _vector(i)}
             for i in range(200)]})
-        done = threading.Event()
-        flood_kinds: dict[str, int] = {}
-        lock = threading.Lock()
-
-        def flood(seed: int) -> None:
-            rng = random.Random(seed)
-            with server.connect() as c:
-                while not done.is_set():
-                    c.send([c.request_obj("memory.list", {"limit": 50,
-                                                          "timeoutMs": rng.randint(1, 30)})
-                            for _ in range(100)])
-                    for reply in c.read():
-                        kind = reply["error"]["data"]["kind"] if "error" in reply else "ok"
-                        with lock:
-                            flood_kinds[kind] = flood_kinds.get(kind, 0) + 1
-
-        threads = [threading.Thread(target=flood, args=(n,)) for n in range(3)]
-        for thread in threads:
-            thread.start()
-        try:
+        with ListFlood(server) as flood:
             served = 0
             for _ in range(400):  # bounded: the flood must have produced its timeouts by then
                 assert len(other.result("memory.list", {"limit": 5})) == 5
                 served += 1
-                with lock:
-                    if flood_kinds.get("timeout", 0) >= 300 and served >= 5:
-                        break
-        finally:
-            done.set()
-            for thread in threads:
-                thread.join(60)
+                if flood.count("timeout") >= 300 and served >= 5:
+                    break
+        flood_kinds = flood.kinds
         stats = other.result("system.stats")["store"]
         health = other.result("system.health")
     assert flood_kinds.get("timeout", 0) >= 300, flood_kinds

@@ -5,10 +5,8 @@ tiny ``timeoutMs`` reads leaves the store to the others (real worker process, re
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import msgspec
 
 from sidecar.store import wire
 from sidecar.store.base import PayloadIndex, Point
+from tests.support import ListFlood
 
 DIM = 4
 
@@ -83,31 +82,13 @@ def test_flood_of_expired_reads_leaves_the_engine_to_the_others(memoryd_factory:
         other.result("memory.saveBatch", {"inputs": [
             {"category": "fact", "content": f"memory {i}", "vector": _vector(i)}
             for i in range(200)]})
-        done = threading.Event()
-        flood_kinds: dict[str, int] = {}
-        lock = threading.Lock()
-
-        def flood(seed: int) -> None:
-            rng = random.Random(seed)
-            with server.connect() as c:
-                while not done.is_set():
-                    c.send([c.request_obj("memory.list", {"limit": 50,
-                                                          "timeoutMs": rng.randint(1, 30)})
-                            for _ in range(100)])
-                    for reply in c.read():
-                        kind = reply["error"]["data"]["kind"] if "error" in reply else "ok"
-                        with lock:
-                            flood_kinds[kind] = flood_kinds.get(kind, 0) + 1
 
         def skipped() -> int:
             detail = other.result("system.health")["checks"]["store"]["detail"]
             return int(detail["skippedExpired"])
 
-        threads = [threading.Thread(target=flood, args=(n,)) for n in range(3)]
-        for thread in threads:
-            thread.start()
         saved: list[str] = []
-        try:
+        with ListFlood(server) as flood:
             for i in range(400):  # bounded: the worker must have skipped reads by then
                 assert len(other.result("memory.list", {"limit": 5})) == 5
                 saved.append(other.result("memory.save", {
@@ -115,10 +96,7 @@ def test_flood_of_expired_reads_leaves_the_engine_to_the_others(memoryd_factory:
                     "vector": _vector(i)})["id"])
                 if i >= 5 and skipped() >= 50:
                     break
-        finally:
-            done.set()
-            for thread in threads:
-                thread.join(60)
+        flood_kinds = flood.kinds
         stats = other.result("system.stats")
         breaker = stats["store"]["breaker"]
         missing = [i for i in saved if other.result("memory.get", {"id": i}) is None]
