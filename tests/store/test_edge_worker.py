@@ -46,14 +46,13 @@ async def edge(tmp_path: Path) -> AsyncIterator[EdgeStore]:
     await store.close()
 
 
-async def test_sigkill_fails_in_flight_call_then_next_call_restarts(edge: EdgeStore) -> None:
-    points = [Point(pid(i), [1.0, float(i), 0, 0], {"k": "a", "createdAt": i}) for i in range(50)]
-    await edge.upsert(points)  # acknowledged, not flushed: the WAL must keep it
-    old = edge.worker_pid
-    assert old is not None
-
-    # Freeze the worker so the next call is surely in flight, then kill it.
-    os.kill(old, signal.SIGSTOP)
+async def signal_during_a_call(edge: EdgeStore, *signals: signal.Signals
+                               ) -> BaseException | int:
+    """Freeze the worker so a ``count`` is surely in flight, send it ``signals`` in order,
+    and return what the call came to (its result or the MemorydError it raised)."""
+    worker = edge.worker_pid
+    assert worker is not None
+    os.kill(worker, signal.SIGSTOP)
     outcome: list[BaseException | int] = []
 
     async def in_flight() -> None:
@@ -65,8 +64,17 @@ async def test_sigkill_fails_in_flight_call_then_next_call_restarts(edge: EdgeSt
     async with anyio.create_task_group() as tg:
         tg.start_soon(in_flight)
         await anyio.wait_all_tasks_blocked()
-        os.kill(old, signal.SIGKILL)
-    [failure] = outcome
+        for signum in signals:
+            os.kill(worker, signum)
+    [result] = outcome
+    return result
+
+
+async def test_sigkill_fails_in_flight_call_then_next_call_restarts(edge: EdgeStore) -> None:
+    points = [Point(pid(i), [1.0, float(i), 0, 0], {"k": "a", "createdAt": i}) for i in range(50)]
+    await edge.upsert(points)  # acknowledged, not flushed: the WAL must keep it
+    old = edge.worker_pid
+    failure = await signal_during_a_call(edge, signal.SIGKILL)
     assert isinstance(failure, errors.BackendUnavailable)
     assert failure.retryable
 
@@ -82,23 +90,7 @@ async def test_sigkill_fails_in_flight_call_then_next_call_restarts(edge: EdgeSt
 async def test_a_crashed_worker_says_why(edge: EdgeStore) -> None:
     # SIGBUS is how the engine dies when the disk under its memory-mapped files is full.
     resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
-    old = edge.worker_pid
-    assert old is not None
-    os.kill(old, signal.SIGSTOP)
-    outcome: list[BaseException | int] = []
-
-    async def in_flight() -> None:
-        try:
-            outcome.append(await edge.count(None))
-        except errors.MemorydError as exc:
-            outcome.append(exc)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(in_flight)
-        await anyio.wait_all_tasks_blocked()
-        os.kill(old, signal.SIGBUS)
-        os.kill(old, signal.SIGCONT)
-    [failure] = outcome
+    failure = await signal_during_a_call(edge, signal.SIGBUS, signal.SIGCONT)
     assert isinstance(failure, errors.BackendUnavailable)
     assert failure.message.startswith("the embedded engine was killed by SIGBUS: no space left")
     assert "MiB free" in failure.message
