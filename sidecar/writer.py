@@ -49,7 +49,7 @@ from loguru import logger
 
 from sidecar import errors
 from sidecar.config import Config
-from sidecar.domain.filters import Condition, Filter, IsEmpty, Match, MatchAny, Range
+from sidecar.domain.filters import Filter, matches
 from sidecar.domain.lexical import SparseVector
 from sidecar.domain.probing import ProbeRule, first_free
 from sidecar.journal import Journal
@@ -557,47 +557,6 @@ class WriteQueue:
 
 
 # -- read-your-writes view ---------------------------------------------------------------------
-
-def _values(payload: Any, key: str) -> list[Any]:
-    """The values at dotted ``key`` (arrays flattened, as Qdrant matches them)."""
-    nodes = [payload]
-    for part in key.split("."):
-        nxt: list[Any] = []
-        for node in nodes:
-            if isinstance(node, list):
-                nxt += [n.get(part) for n in node if isinstance(n, dict) and part in n]
-            elif isinstance(node, dict) and part in node:
-                nxt.append(node[part])
-        nodes = nxt
-    out: list[Any] = []
-    for node in nodes:
-        out += node if isinstance(node, list) else [node]
-    return out
-
-
-def _holds(cond: Condition, payload: dict[str, Any]) -> bool:
-    values = _values(payload, cond.key)
-    if isinstance(cond, Match):
-        return any(v == cond.value and type(v) is type(cond.value) for v in values)
-    if isinstance(cond, MatchAny):
-        return any(v in cond.values for v in values if not isinstance(v, float | dict))
-    if isinstance(cond, Range):
-        def inside(v: Any) -> bool:
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                return False
-            return ((cond.gt is None or v > cond.gt) and (cond.gte is None or v >= cond.gte)
-                    and (cond.lt is None or v < cond.lt) and (cond.lte is None or v <= cond.lte))
-        return any(inside(v) for v in values)
-    assert isinstance(cond, IsEmpty)
-    return all(v is None for v in values)
-
-
-def matches(flt: Filter, payload: dict[str, Any]) -> bool:
-    """Whether a payload satisfies ``flt`` (the queued filtered deletes, in the overlay)."""
-    return (all(_holds(c, payload) for c in flt.must)
-            and not any(_holds(c, payload) for c in flt.must_not)
-            and (not flt.should or any(_holds(c, payload) for c in flt.should)))
-
 
 class JournaledView(Store):
     """A collection's store as readers should see it: the store plus queued writes for

@@ -6,6 +6,8 @@ about an engine. A condition that cannot be expressed must raise, never be dropp
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 Scalar = str | int | bool
@@ -60,3 +62,48 @@ class Filter(msgspec.Struct, frozen=True):
 
     def and_(self, *conditions: Condition) -> Filter:
         return Filter(self.must + conditions, self.must_not, self.should)
+
+
+# -- evaluating a filter against a payload, outside any engine ---------------------------------
+
+def _values(payload: Any, key: str) -> list[Any]:
+    """The values at dotted ``key`` (arrays flattened, as Qdrant matches them)."""
+    nodes = [payload]
+    for part in key.split("."):
+        nxt: list[Any] = []
+        for node in nodes:
+            if isinstance(node, list):
+                nxt += [n.get(part) for n in node if isinstance(n, dict) and part in n]
+            elif isinstance(node, dict) and part in node:
+                nxt.append(node[part])
+        nodes = nxt
+    out: list[Any] = []
+    for node in nodes:
+        out += node if isinstance(node, list) else [node]
+    return out
+
+
+def _holds(cond: Condition, payload: dict[str, Any]) -> bool:
+    values = _values(payload, cond.key)
+    if isinstance(cond, Match):
+        return any(v == cond.value and type(v) is type(cond.value) for v in values)
+    if isinstance(cond, MatchAny):
+        return any(v in cond.values for v in values if not isinstance(v, float | dict))
+    if isinstance(cond, Range):
+        def inside(v: Any) -> bool:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                return False
+            return ((cond.gt is None or v > cond.gt) and (cond.gte is None or v >= cond.gte)
+                    and (cond.lt is None or v < cond.lt) and (cond.lte is None or v <= cond.lte))
+        return any(inside(v) for v in values)
+    assert isinstance(cond, IsEmpty)
+    return all(v is None for v in values)
+
+
+def matches(flt: Filter, payload: dict[str, Any]) -> bool:
+    """Whether a payload satisfies ``flt``, as the engines decide it (the journal's read overlay
+    applies queued filtered deletes with it; tests/domain/test_filter_eval.py holds it to both
+    engines)."""
+    return (all(_holds(c, payload) for c in flt.must)
+            and not any(_holds(c, payload) for c in flt.must_not)
+            and (not flt.should or any(_holds(c, payload) for c in flt.should)))

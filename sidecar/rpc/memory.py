@@ -28,11 +28,10 @@ from sidecar.contract import (
     SearchMode,
 )
 from sidecar.domain import lexical, payloads, queries
-from sidecar.domain.filters import Filter
+from sidecar.domain.filters import Filter, matches
 from sidecar.rpc import Context, NoParams, rpc
 from sidecar.rpc.conversation import now_ms, with_queued
 from sidecar.store.base import OrderBy, Record
-from sidecar.writer import matches
 
 FACET_LIMIT = 1000
 
