@@ -383,10 +383,11 @@ class ResilientStore(Store):
         return await self.call("write", lambda: self.inner.set_sparse(vectors))
 
     async def scroll(self, *, filter: Filter | None, limit: int, order_by: OrderBy | None = None,
-                     with_payload: bool = True, with_vector: bool = False) -> list[Record]:
+                     with_payload: bool = True, with_vector: bool = False,
+                     offset: str | None = None) -> list[Record]:
         return await self.call("read", lambda: self.inner.scroll(
             filter=filter, limit=limit, order_by=order_by, with_payload=with_payload,
-            with_vector=with_vector))
+            with_vector=with_vector, offset=offset))
 
     async def count(self, filter: Filter | None) -> int:
         return await self.call("read", lambda: self.inner.count(filter))

@@ -33,6 +33,8 @@ class Record(msgspec.Struct):
     id: str
     payload: dict[str, Any]
     vector: list[float] | None = None
+    # The lexical vector, read by ``scroll`` with ``with_vector`` only (export), else None.
+    sparse: SparseVector | None = None
 
 
 class ScoredRecord(msgspec.Struct):
@@ -128,9 +130,12 @@ class Store(ABC):
         order_by: OrderBy | None = None,
         with_payload: bool = True,
         with_vector: bool = False,
+        offset: str | None = None,
     ) -> list[Record]:
         """Up to ``limit`` matching points, ordered by ``order_by`` when given. Paging is
-        done by the caller through range conditions in ``filter`` (keyset paging)."""
+        done by the caller through range conditions in ``filter`` (keyset paging), or, in id
+        order (no ``order_by``), from the id ``offset`` on (inclusive). With ``with_vector``
+        a point's lexical vector comes too (``Record.sparse``)."""
 
     @abstractmethod
     async def count(self, filter: Filter | None) -> int:

@@ -369,9 +369,13 @@ class EdgeStore(Store):
         order_by: OrderBy | None = None,
         with_payload: bool = True,
         with_vector: bool = False,
+        offset: str | None = None,
     ) -> list[Record]:
+        if offset is not None:
+            check_ids([offset])
         return await self._call(
-            wire.Scroll(filter, limit, order_by, with_payload, with_vector), list[Record])
+            wire.Scroll(filter, limit, order_by, with_payload, with_vector, offset),
+            list[Record])
 
     async def count(self, filter: Filter | None) -> int:
         return await self._call(wire.Count(filter), int)

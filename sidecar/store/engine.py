@@ -183,6 +183,13 @@ def _vector(value: Any) -> list[float] | None:
     return list(value) if isinstance(value, list) else None
 
 
+def _lexical(value: Any) -> lexical.SparseVector | None:
+    """A point's lexical vector, when it has one (read for export)."""
+    sparse = value.get(lexical.VECTOR) if isinstance(value, dict) else None
+    return (None if sparse is None
+            else lexical.SparseVector(list(sparse.indices), list(sparse.values)))
+
+
 def _has_lexical(path: Path) -> bool:
     """Whether the shard declares the lexical sparse vector (its own config file says)."""
     try:
@@ -417,10 +424,11 @@ class Engine:
             direction = qe.Direction.Desc if op.order_by.descending else qe.Direction.Asc
             order = qe.OrderBy(op.order_by.key, direction)
         found, _next = self.shard.scroll(qe.ScrollRequest(
-            limit=op.limit, filter=to_edge(op.filter), with_payload=op.with_payload,
-            with_vector=op.with_vector, order_by=order))
+            offset=op.offset, limit=op.limit, filter=to_edge(op.filter),
+            with_payload=op.with_payload, with_vector=op.with_vector, order_by=order))
         return [Record(str(r.id), _payload(r.payload) if op.with_payload else {},
-                       _vector(r.vector) if op.with_vector else None) for r in found]
+                       _vector(r.vector) if op.with_vector else None,
+                       _lexical(r.vector) if op.with_vector else None) for r in found]
 
     def op_count(self, op: wire.Count) -> int:
         if self.shard is None:

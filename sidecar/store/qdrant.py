@@ -303,6 +303,7 @@ class QdrantStore(Store):
         order_by: OrderBy | None = None,
         with_payload: bool = True,
         with_vector: bool = False,
+        offset: str | None = None,
     ) -> list[Record]:
         self._require_open()
         from qdrant_client import models
@@ -320,9 +321,10 @@ class QdrantStore(Store):
         async with self._mapped():
             found, _next = await self.client.scroll(
                 self.collection, scroll_filter=scroll_filter, limit=limit, order_by=order,
-                with_payload=with_payload, with_vectors=with_vector)
+                offset=offset, with_payload=with_payload, with_vectors=with_vector)
         return [Record(str(r.id), (r.payload or {}) if with_payload else {},
-                       _vector(r.vector) if with_vector else None) for r in found]
+                       _vector(r.vector) if with_vector else None,
+                       _lexical(r.vector) if with_vector else None) for r in found]
 
     async def count(self, filter: Filter | None) -> int:
         self._require_open()
@@ -399,6 +401,13 @@ def _vector(value: Any) -> list[float] | None:
     if isinstance(value, dict):  # named-vector form
         value = value.get("")
     return list(value) if isinstance(value, list) else None
+
+
+def _lexical(value: Any) -> lex.SparseVector | None:
+    """A point's lexical vector, when it has one (read for export)."""
+    sparse = value.get(lex.VECTOR) if isinstance(value, dict) else None
+    return (None if sparse is None
+            else lex.SparseVector(list(sparse.indices), list(sparse.values)))
 
 
 def _map_error(exc: BaseException) -> errors.MemorydError | None:

@@ -71,6 +71,7 @@ class Scroll(msgspec.Struct, tag="scroll"):
     order_by: OrderBy | None = None
     with_payload: bool = True
     with_vector: bool = False
+    offset: str | None = None  # id order from this id on (inclusive)
 
 
 class Count(msgspec.Struct, tag="count"):
