@@ -84,18 +84,6 @@ def merge_facts(existing: Sequence[str], new: Sequence[str], max_facts: int = MA
     return js.take_last(unique, max_facts)
 
 
-def unseen_facts(existing: Sequence[str], new: Sequence[str]) -> list[str]:
-    """The facts of ``new`` not already known (lowercase+trim), each once, in order."""
-    seen = {normalize_fact(f) for f in existing}
-    out: list[str] = []
-    for fact in new:
-        key = normalize_fact(fact)
-        if key not in seen:
-            seen.add(key)
-            out.append(fact)
-    return out
-
-
 def create_conversation_state(session_id: str, lead_persona: str, now: int,
                               previous_session_id: str | None = None) -> ConversationState:
     return ConversationState(
@@ -150,6 +138,18 @@ def update_conversation_state(
     if objectives is not None:
         changes["objectives"] = list(objectives)
     return msgspec.structs.replace(state, **changes)
+
+
+def process_messages(state: ConversationState, messages: Sequence[str], now: int,
+                     max_facts: int = MAX_KEY_FACTS) -> tuple[ConversationState, list[str]]:
+    """Legacy ``processMessages``: the state with its summary and key facts updated, and the
+    facts to store as ``fact`` memories: every fact extracted, as legacy stored them (also
+    those already among the key facts, and a fact repeated across messages once per message).
+    """
+    facts = extract_from_messages(messages)
+    updated = update_conversation_state(state, now, messages=messages, new_facts=facts,
+                                        max_facts=max_facts)
+    return updated, facts
 
 
 def format_context_for_prompt(state: ConversationState) -> str:

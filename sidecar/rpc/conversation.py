@@ -218,21 +218,18 @@ async def start(ctx: Context, params: ConversationStartParams) -> dict[str, Any]
 
 @rpc("conversation.process", "write")
 async def process(ctx: Context, params: ProcessParams) -> dict[str, Any]:
-    """Extract facts from ``messages``, update summary and key facts, save, and store each fact
-    not already among the key facts as a ``fact`` memory of the lead persona."""
+    """Extract facts from ``messages``, update summary and key facts, save, and store every
+    extracted fact as a ``fact`` memory of the lead persona (legacy ``processMessages``)."""
     app = ctx.app
     state = await require_conversation(app.store, params.sessionId)
     now = now_ms()
-    extracted = continuity.extract_from_messages(params.messages)
-    updated = continuity.update_conversation_state(
-        state, now, messages=params.messages, new_facts=extracted)
-    fresh = continuity.unseen_facts(state.keyFacts, extracted)
+    updated, facts = continuity.process_messages(state, params.messages, now)
     given = {} if params.factVectors is UNSET else params.factVectors
     # one embedding round for the conversation and every fact, before anything is written
     vectors = await app.vectors(
-        [continuity.conversation_embed_text(updated), *fresh],
-        [None if params.vector is UNSET else params.vector, *(given.get(f) for f in fresh)])
-    inputs = fact_inputs(fresh, updated.sessionId, updated.leadPersona, now)
+        [continuity.conversation_embed_text(updated), *facts],
+        [None if params.vector is UNSET else params.vector, *(given.get(f) for f in facts)])
+    inputs = fact_inputs(facts, updated.sessionId, updated.leadPersona, now)
     queued = await write_conversation(app, updated, vectors[0],
                                       fact_points(app, inputs, vectors[1:], now))
     return with_queued(msgspec.to_builtins(updated), queued)

@@ -82,10 +82,6 @@ def test_merge_facts(existing: list[str], new: list[str], max_facts: int,
     assert c.merge_facts(existing, new, max_facts) == expected
 
 
-def test_unseen_facts() -> None:
-    assert c.unseen_facts(["Alpha"], ["alpha", "Beta", "beta ", "gamma"]) == ["Beta", "gamma"]
-
-
 @pytest.mark.parametrize(("state", "expected"), [
     (conv(), "# Conversation Context (Restored)\n"),
     (conv(summary="S", plan="P", objectives=["o1", "o2"], keyFacts=["f"], sessionChain=["a", "b"]),

@@ -121,7 +121,7 @@ def test_start_carries_the_previous_session_forward(rpc: Rpc) -> None:
     assert lone["sessionChain"] == []
 
 
-def test_process_extracts_and_stores_new_facts(rpc: Rpc) -> None:
+def test_process_extracts_and_stores_every_fact(rpc: Rpc) -> None:
     error = rpc.error("conversation.process", {"sessionId": "ps", "messages": ["x"],
                                                "vector": X})
     assert error["data"]["kind"] == "not_found"
@@ -140,11 +140,15 @@ def test_process_extracts_and_stores_new_facts(rpc: Rpc) -> None:
         assert entry["metadata"]["sessionId"] == "ps"
         assert entry["metadata"]["agent"] == "stanley"
         assert isinstance(entry["metadata"]["extra"]["extractedAt"], int)
-    # the same facts again (any case) are not stored twice
+    # legacy's rule (the client's session flow): every extracted fact is stored, also one
+    # already among the key facts (any case) and one repeated across messages
+    known = "the budget is approved for q3"
     again = rpc.result("conversation.process", {
-        "sessionId": "ps", "messages": ["the budget is approved for q3."], "vector": X})
+        "sessionId": "ps", "messages": [known + ".", known + "!"], "vector": X,
+        "factVectors": {known: Y}})
     assert again["keyFacts"] == out["keyFacts"]
-    assert len(rpc.result("memory.list", {"namespace": "personas:stanley"})) == 2
+    stored = rpc.result("memory.list", {"namespace": "personas:stanley"})
+    assert sorted(e["content"] for e in stored) == sorted([*fact_vectors, known, known])
     # a new fact without a supplied vector needs an embedder: nothing is written
     error = rpc.error("conversation.process", {
         "sessionId": "ps", "messages": ["The release was delayed by a week."], "vector": X})
