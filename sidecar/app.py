@@ -17,10 +17,12 @@ import msgspec
 from sidecar import errors
 from sidecar.config import Config
 from sidecar.contract import MAX_COMPONENT
+from sidecar.journal import attach
+from sidecar.journal.queue import WriteQueue
+from sidecar.journal.writer import Writer
 from sidecar.resilience import ResilientStore, request_timeout
 from sidecar.stats import Stats
 from sidecar.store.base import PayloadIndex, Store
-from sidecar.writer import WriteQueue, Writer
 
 # system.health's store probe gets at most this long (a hanging store must not hang health).
 HEALTH_PROBE_MS = 2000
@@ -42,6 +44,7 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._store: Store | None = None  # set by attach_store once the store is open
+        self.engine: Store | None = None  # the engine itself (EdgeStore, QdrantStore)
         self.writer: Writer | None = None
         self.resilient: ResilientStore | None = None  # the store behind deadlines/breaker
         self.queue: WriteQueue | None = None  # the durable write journal and its applier
@@ -69,16 +72,11 @@ class App:
 
     def attach_store(self, store: Store, queue: WriteQueue | None = None) -> None:
         """The opened store, behind deadlines, retries and the breaker; with ``queue`` writes
-        are journaled and lookups by id see queued writes (sidecar/writer.py)."""
+        are journaled and lookups by id see queued writes (sidecar/journal/)."""
+        self.engine = store
         self.resilient = ResilientStore(store, self.config)
         self.queue = queue
-        if queue is None:
-            self._store = self.resilient
-            self.writer = Writer(self.resilient)
-        else:
-            queue.register(self.config.collection, self.resilient)
-            self._store = queue.view(self.config.collection)
-            self.writer = queue.writer(self.config.collection)
+        self._store, self.writer = attach(self.config.collection, self.resilient, queue)
 
     @property
     def write(self) -> Writer:

@@ -102,7 +102,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kv_max_value_bytes: Annotated[int, Meta(ge=1, le=64 * 1024 * 1024)] = 1024 * 1024
     # most namespaces that may exist: on the embedded engine each open one is a worker process
     kv_max_namespaces: Annotated[int, Meta(ge=1, le=1024)] = 8
-    # -- durability: the write journal under <data dir>/journal (see sidecar/journal.py)
+    # -- durability: the write journal under <data dir>/journal (see sidecar/journal/)
     journal: bool = True  # false only to measure its cost: writes then go straight to the store
     journal_max_bytes: Annotated[int, Meta(ge=64 * 1024)] = 256 * 1024 * 1024
     # -- store resilience (see sidecar/resilience.py)

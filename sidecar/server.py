@@ -509,7 +509,7 @@ class Server:
         from sidecar.embedding import ManifestGuard, QdrantGuard
 
         allow = self.config.embedding.allow_model_change
-        client = getattr(self.app.store, "client", None)
+        client = getattr(self.app.engine, "client", None)
         self.app.guard = (QdrantGuard(client, allow) if self.config.qdrant_url and client
                           else ManifestGuard(self.config.data_path(), allow))
 
@@ -577,8 +577,8 @@ class Server:
         if not self.config.journal:
             self.app.attach_store(store)
             return
-        from sidecar.journal import JournalError
-        from sidecar.writer import WriteQueue
+        from sidecar.journal.log import JournalError
+        from sidecar.journal.queue import WriteQueue
 
         try:
             queue = WriteQueue.open(self.config)

@@ -7,7 +7,7 @@ overwrites a record whose stored ``sessionId`` differs.
 
 Saving a whole state does not need the store to be up: when it cannot be read to find those
 ids, the write is journaled with its candidate ids and placed when it is applied
-(``upsert_probed``, sidecar/writer.py), and ``conversation.load`` answers from that queued
+(``upsert_probed``, sidecar/journal/), and ``conversation.load`` answers from that queued
 write meanwhile.
 """
 
@@ -40,10 +40,11 @@ from sidecar.contract import ConversationProcessParams as ProcessParams
 from sidecar.domain import continuity, payloads, queries
 from sidecar.domain.legacy_ids import CONVERSATION, SESSION_CHAIN, probe_id
 from sidecar.domain.probing import ProbeRule, owns
+from sidecar.journal.entry import Probed
+from sidecar.journal.view import JournaledView
 from sidecar.resilience import TRANSIENT
 from sidecar.rpc import Context, rpc
 from sidecar.store.base import OrderBy, Point, Record, Store
-from sidecar.writer import JournaledView, Probed
 
 # Probe ids fetched per round trip, and how far memoryd looks before giving up. Reaching the
 # limit needs that many sessions sharing one 32-bit hash: something is wrong, say so.

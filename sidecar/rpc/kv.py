@@ -28,10 +28,11 @@ from sidecar import errors
 from sidecar.contract import field_error
 from sidecar.domain import kv
 from sidecar.domain.filters import Filter
+from sidecar.journal import attach
+from sidecar.journal.writer import Writer
 from sidecar.resilience import ResilientStore
 from sidecar.rpc import Context, rpc
 from sidecar.store.base import OrderBy, Record, Store
-from sidecar.writer import Writer
 
 if TYPE_CHECKING:
     from sidecar.app import App
@@ -186,8 +187,7 @@ class KVSpaces:
         from sidecar.store import open_collection
 
         app = self.app
-        main = app.store
-        inner = open_collection(app.config, collection, beside=main)
+        inner = open_collection(app.config, collection, beside=app.engine)
         # A Qdrant collection shares the server (and so the breaker) with the memories; an
         # embedded shard is a process of its own.
         breaker = app.resilient.breaker if (not self._on_edge and app.resilient) else None
@@ -195,12 +195,7 @@ class KVSpaces:
         await store.open()
         if not keep and store.dimension is None:
             return None  # not closed: on a Qdrant server it shares the main store's client
-        if app.queue is not None:
-            app.queue.register(collection, store)
-            view: Store = app.queue.view(collection)
-            writer = app.queue.writer(collection)
-        else:
-            view, writer = store, Writer(store, collection=collection)
+        view, writer = attach(collection, store, app.queue)
         space = Space(namespace, collection, store, view, writer)
         self.spaces[collection] = space
         logger.info("kv namespace {} open ({})", namespace, collection)
@@ -224,7 +219,7 @@ class KVSpaces:
         """Namespaces with a collection on the Qdrant server that are not open yet."""
         if self._on_edge:
             return []
-        client = getattr(self.app.store, "client", None)
+        client = getattr(self.app.engine, "client", None)
         if client is None:
             return []
         try:

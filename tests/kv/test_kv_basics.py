@@ -245,8 +245,8 @@ def test_queued_kv_writes_are_replayed_at_start(fresh: Callable[..., Rpc], short
     when memoryd starts again, to a namespace nothing else opens first."""
     import anyio
 
-    from sidecar.journal import Journal
-    from sidecar.writer import Entry, _encoder
+    from sidecar.journal.entry import Entry, encode_entry
+    from sidecar.journal.log import Journal
 
     root = short_tmp / "replay"
     root.mkdir()
@@ -254,7 +254,7 @@ def test_queued_kv_writes_are_replayed_at_start(fresh: Callable[..., Rpc], short
                           created_at=None, ttl_ms=None, expires_at=None)
     journal = Journal(root / "data" / "journal", max_bytes=1 << 20)
     journal.open()
-    seq = journal.append(_encoder.encode(Entry("replayed-cache", "upsert", now_ms(),
+    seq = journal.append(encode_entry(Entry("replayed-cache", "upsert", now_ms(),
                                                points=[point])))
     anyio.run(journal.commit, seq)
     journal.close()

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from sidecar import errors
-from sidecar.journal import (
+from sidecar.journal.log import (
     FILE_MAGIC,
     RECORD,
     RECORD_MAGIC,

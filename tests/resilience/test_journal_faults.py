@@ -26,9 +26,9 @@ import anyio
 import msgspec
 import pytest
 
-from sidecar.journal import RECORD, Journal, scan
+from sidecar.journal.entry import Entry, decode_entry, encode_entry
+from sidecar.journal.log import RECORD, Journal, scan
 from sidecar.store.base import Point
-from sidecar.writer import Entry, _decoder, _encoder
 from tests.fakes.proxy import CutProxy
 from tests.resilience.test_outage import journal_depth, memory, start, wait_for
 from tests.support import Memoryd
@@ -64,7 +64,7 @@ def record_ids(data: bytes) -> list[tuple[int, int, str]]:
     assert bad == []
     out = []
     for _, body, offset in records:
-        entry = _decoder.decode(body)
+        entry = decode_entry(body)
         if entry.op == "upsert":
             out.append((offset, offset + RECORD.size + len(body), entry.points[0].id))
     return out
@@ -155,7 +155,7 @@ def test_records_replay_cannot_apply_are_kept_aside_and_start_up_completes(
     server, acked = queue_and_kill(memoryd_factory, proxy, 3)
     [segment] = sorted(journal_dir(server).glob("*.wal"))
     records, _ = scan(segment.read_bytes())
-    template = _decoder.decode(records[-1][1])  # the last queued save
+    template = decode_entry(records[-1][1])  # the last queued save
     later = Point(str(uuid.uuid4()), template.points[0].vector,
                   {**template.points[0].payload, "content": "after the bad ones"})
     journal = Journal(journal_dir(server), max_bytes=1 << 20)
@@ -163,9 +163,9 @@ def test_records_replay_cannot_apply_are_kept_aside_and_start_up_completes(
     for body in (
         b"\xc1 not msgpack",  # passes the checksum, cannot be decoded
         msgspec.msgpack.encode(["agent_memory", "compact", 1]),  # an op from a newer version
-        _encoder.encode(Entry("agent_memory", "upsert", 1, points=[  # the store refuses it
+        encode_entry(Entry("agent_memory", "upsert", 1, points=[  # the store refuses it
             Point(str(uuid.uuid4()), [0.5] * 9, {"content": "nine dimensions"})])),
-        _encoder.encode(msgspec.structs.replace(template, points=[later])),
+        encode_entry(msgspec.structs.replace(template, points=[later])),
     ):
         seq = journal.append(body)
     anyio.run(journal.commit, seq)

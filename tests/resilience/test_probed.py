@@ -13,9 +13,13 @@ import pytest
 
 from sidecar.config import Config
 from sidecar.domain.probing import ProbeRule
+from sidecar.journal import attach
+from sidecar.journal.entry import Probed
+from sidecar.journal.queue import WriteQueue
+from sidecar.journal.view import JournaledView
+from sidecar.journal.writer import Writer
 from sidecar.store import open_store
 from sidecar.store.base import Point, Store
-from sidecar.writer import JournaledView, Probed, WriteQueue, Writer
 
 pytestmark = pytest.mark.anyio
 
@@ -46,9 +50,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     await store.open()
     await store.ensure_collection(len(VEC), [])
     queue = WriteQueue.open(config)
-    queue.register(config.collection, store)
-    writer = queue.writer(config.collection)
-    view = queue.view(config.collection)
+    view, writer = attach(config.collection, store, queue)
     try:
         yield Rig(store, queue, writer, view)
     finally:
