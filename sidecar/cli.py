@@ -5,6 +5,8 @@
     memoryd health
     memoryd config show
     memoryd doctor
+    memoryd export [--out FILE|-] [--json]
+    memoryd import FILE|- [--json]
 """
 
 from __future__ import annotations
@@ -79,6 +81,31 @@ def _parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check and explain what is off")
     common(doctor)
     doctor.add_argument("--data-dir")
+
+    export = sub.add_parser(
+        "export", help="write every record (memories, conversations, state, kv) as JSON lines",
+        description="Export every record of the running memoryd: a header line, then one "
+                    "line per record (ids, vectors, payloads as stored). Writes acknowledged "
+                    "before the export starts are in it; memoryd keeps serving meanwhile.")
+    common(export)
+    export.add_argument("--out", default="-", metavar="FILE|-",
+                        help="where to write (default -: stdout); a file appears only whole")
+    export.add_argument("--json", action="store_true",
+                        help="progress as JSON lines on stderr instead of a bar")
+
+    import_ = sub.add_parser(
+        "import", help="write the records of an export into the running memoryd",
+        description="Import a `memoryd export` file through memoryd's journal. The header is "
+                    "checked first (dimension, embedding model, kv namespaces): a file that "
+                    "does not fit is refused before anything is written. Idempotent: records "
+                    "keep their ids, so after Ctrl-C (or any failure) rerunning the same "
+                    "command resumes, without duplicates.")
+    common(import_)
+    import_.add_argument("file", metavar="FILE|-", help="the export (-: stdin)")
+    import_.add_argument("--json", action="store_true",
+                         help="progress as JSON lines on stderr instead of a bar")
+    import_.add_argument("--batch", type=int, default=256, metavar="N",
+                         help="records per request (1-1000, default 256)")
     return parser
 
 
@@ -111,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sidecar.doctor import run
 
         return run(config)
+    if args.command in ("export", "import"):
+        from sidecar.transfer import cli as transfer
+
+        return transfer.run(args.command, config.socket_path(), args)
     return 2
 
 

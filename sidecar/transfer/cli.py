@@ -1,0 +1,306 @@
+"""``memoryd export`` and ``memoryd import``: the client side, talking to the running memoryd.
+
+memoryd stays the one writer: these commands page records out with ``transfer.export`` and
+send them back with ``transfer.import`` over its socket, on one connection. Progress goes to
+stderr (``sidecar/transfer/progress.py``); the export itself to ``--out`` or stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import msgspec
+
+from sidecar.domain import kv
+from sidecar.transfer import records as rec
+from sidecar.transfer.progress import Progress
+
+T = TypeVar("T")
+
+# A file line may be at most this long: a record memoryd accepts (a vector of 65,536
+# components, a kv value of kv_max_value_bytes) fits with room to spare.
+MAX_LINE = 8 * 1024 * 1024
+# Records of one transfer.import call: at most this many, and about this many bytes (a
+# request line must stay well inside memoryd's max_line_bytes).
+BATCH = 256
+BATCH_BYTES = 4 * 1024 * 1024
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """Stops the command with this message (exit status 1)."""
+
+
+class RpcFailed(CommandError):
+    def __init__(self, error: dict[str, Any]) -> None:
+        data = error.get("data") or {}
+        super().__init__(f"memoryd refused: {error.get('message')} ({data.get('kind')})")
+        self.error = error
+
+
+class _Reply(msgspec.Struct):
+    id: int | None = None
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: dict[str, Any] | None = None
+
+
+class Connection:
+    """One socket to memoryd; one request at a time, results decoded as the caller's type."""
+
+    def __init__(self, path: Path, timeout: float = 300.0) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(str(path))
+        except OSError as exc:
+            self.sock.close()
+            raise CommandError(
+                f"cannot reach memoryd at {path} ({exc.strerror or exc}): start it with "
+                f"`memoryd serve` (same --socket/--config), then run this again") from None
+        self.buffer = bytearray()
+        self.ids = 0
+        self.encoder = msgspec.json.Encoder()
+        self.decoder = msgspec.json.Decoder(_Reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: str, params: Any, result_type: type[T] | Any) -> T:
+        self.ids += 1
+        self.sock.sendall(self.encoder.encode(
+            {"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params}) + b"\n")
+        reply = self.decoder.decode(self._line())
+        if reply.error is not None:
+            raise RpcFailed(reply.error)
+        return msgspec.json.decode(reply.result, type=result_type)
+
+    def _line(self) -> bytes:
+        start = 0
+        while True:
+            end = self.buffer.find(b"\n", start)
+            if end >= 0:
+                line = bytes(self.buffer[:end])
+                del self.buffer[:end + 1]
+                return line
+            start = len(self.buffer)
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise CommandError("memoryd closed the connection without answering")
+            self.buffer.extend(chunk)
+
+
+# -- export ----------------------------------------------------------------------------------
+
+def export(socket_path: Path, out: str, *, json_lines: bool) -> int:
+    """Write every record to ``out`` (``-``: stdout). A file is written beside its final name
+    and renamed when complete, so a stopped export never leaves a partial file there."""
+    with Connection(socket_path) as conn:
+        description = conn.call("transfer.describe", {}, rec.Description)
+        header = rec.Header(description.format, description.version,
+                            description.memorydVersion, description.spaces)
+        total = sum(s.count for s in header.spaces)
+        with _output(out) as stream, Progress("export", total, json_lines=json_lines) as bar:
+            stream.write(msgspec.json.encode(header) + b"\n")
+            written = 0
+            for space in header.spaces:
+                prefix = b'{"space":' + msgspec.json.encode(space.space) + b","
+                after: str | None = None
+                while True:
+                    page = conn.call("transfer.export", {"space": space.space, "after": after,
+                                                         "limit": rec.MAX_PAGE}, rec.ExportPage)
+                    # each record is an encoded object: the space goes in front of its fields
+                    stream.write(b"".join(prefix + bytes(r)[1:] + b"\n" for r in page.records))
+                    written += len(page.records)
+                    bar.advance(len(page.records))
+                    if page.next is None:
+                        break
+                    after = page.next
+    print(f"memoryd: exported {written} records from {len(header.spaces)} spaces"
+          f"{'' if out == '-' else ' to ' + out}", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def _output(out: str) -> Iterator[IO[bytes]]:
+    if out == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    final = Path(out)
+    partial = final.with_name(final.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # memories: private
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+# -- import ----------------------------------------------------------------------------------
+
+def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BATCH) -> int:
+    """Check the header against the running memoryd, then send the records in batches."""
+    with _input(source) as stream, Connection(socket_path) as conn:
+        lines = _lines(stream)
+        header = _header(next(lines, None))
+        description = conn.call("transfer.describe", {}, rec.Description)
+        check_compatible(header, description)
+        models = {s.space: rec.model_of(s.model) for s in header.spaces}
+        total = sum(s.count for s in header.spaces)
+        written = queued = 0
+        with Progress("import", total, json_lines=json_lines) as bar:
+            for space, records in _batches(lines, batch):
+                result = conn.call("transfer.import", {
+                    "space": space, "records": records, "model": models.get(space)},
+                    dict[str, Any])
+                written += result["written"]
+                queued += result["written"] if result.get("queued") else 0
+                bar.advance(len(records))
+    note = f" ({queued} queued: applied when the store is back)" if queued else ""
+    print(f"memoryd: imported {written} records{note}", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def _input(source: str) -> Iterator[IO[bytes]]:
+    if source == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        stream = open(source, "rb")
+    except OSError as exc:
+        raise CommandError(f"cannot read {source}: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
+
+
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) for every non-empty line; a line longer than MAX_LINE stops it."""
+    number = 0
+    while True:
+        line = stream.readline(MAX_LINE + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE:
+            raise CommandError(f"line {number} is longer than {MAX_LINE} bytes: not a record "
+                               "memoryd exported")
+        if line.strip():
+            yield number, line
+
+
+_header_decoder = msgspec.json.Decoder(rec.Header)
+_line_decoder = msgspec.json.Decoder(rec.Line)
+
+
+def _header(first: tuple[int, bytes] | None) -> rec.Header:
+    if first is None:
+        raise CommandError("the file is empty: no memoryd export header")
+    number, line = first
+    try:
+        return _header_decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        raise CommandError(f"line {number} is not a memoryd export header "
+                           f"(format {rec.FORMAT!r}, version {rec.VERSION}): {exc}") from None
+
+
+def _record(number: int, line: bytes) -> rec.Line:
+    try:
+        return _line_decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise CommandError(f"line {number} is not an export record: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise CommandError(f"line {number} is not JSON: {exc}") from None
+
+
+def _batches(lines: Iterator[tuple[int, bytes]], size: int
+             ) -> Iterator[tuple[str, list[rec.ExportRecord]]]:
+    """Consecutive records of one space, at most ``size`` of them and about BATCH_BYTES."""
+    space: str | None = None
+    batch: list[rec.ExportRecord] = []
+    nbytes = 0
+    for number, line in lines:
+        record = _record(number, line)
+        if batch and (record.space != space or len(batch) >= size
+                      or nbytes + len(line) > BATCH_BYTES):
+            assert space is not None
+            yield space, batch
+            batch, nbytes = [], 0
+        space = record.space
+        batch.append(rec.ExportRecord(record.id, record.vector, record.payload, record.sparse))
+        nbytes += len(line)
+    if batch:
+        assert space is not None
+        yield space, batch
+
+
+def check_compatible(header: rec.Header, target: rec.Description) -> None:
+    """Refuse, before anything is written, a file whose vectors do not fit this memoryd
+    (``records.mismatch``) or that would create more kv namespaces than it allows."""
+    if header.version != rec.VERSION:
+        raise CommandError(f"the file is {rec.FORMAT} version {header.version}; this memoryd "
+                           f"reads version {rec.VERSION}")
+    existing = {s.space: s for s in target.spaces}
+    new_namespaces = []
+    for space in header.spaces:
+        if space.count == 0 or space.dimension is None:
+            continue
+        there = existing.get(space.space)
+        is_kv = space.space != rec.MEMORIES
+        if is_kv and there is None:
+            new_namespaces.append(space.space)
+        target_dimension = (there.dimension if there is not None
+                            else kv.DIMENSION if is_kv else None)
+        problem = rec.mismatch(
+            space.space, source_dimension=space.dimension, source_model=space.model,
+            target_dimension=target_dimension,
+            target_model=there.model if there is not None else None,
+            embedding=target.embedding)
+        if problem is not None:
+            raise CommandError(f"nothing imported: {problem.message}")
+    have = sum(1 for s in target.spaces if s.space != rec.MEMORIES)
+    cap = target.kvMaxNamespaces
+    if cap is not None and new_namespaces and have + len(new_namespaces) > cap:
+        raise CommandError(
+            f"nothing imported: the file has {len(new_namespaces)} kv namespaces this memoryd "
+            f"does not have ({', '.join(new_namespaces)}); it has {have} and allows at most "
+            f"{cap} (kv_max_namespaces): raise the setting and restart memoryd, or import "
+            f"into a memoryd with fewer namespaces")
+
+
+def run(command: str, socket_path: Path, args: Any) -> int:
+    """Run ``export`` or ``import``: errors and Ctrl-C become a message and an exit status."""
+    started = time.monotonic()
+    try:
+        if command == "export":
+            return export(socket_path, args.out, json_lines=args.json)
+        if not 1 <= args.batch <= rec.MAX_PAGE:
+            raise CommandError(f"--batch must be 1 to {rec.MAX_PAGE}, got {args.batch}")
+        return import_(socket_path, args.file, json_lines=args.json, batch=args.batch)
+    except CommandError as exc:
+        print(f"memoryd {command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        again = ("rerun it: records already imported are rewritten, never duplicated"
+                 if command == "import" else "rerun it to export again")
+        print(f"memoryd {command}: stopped after {time.monotonic() - started:.1f} s; {again}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
