@@ -245,7 +245,8 @@ def _batches(lines: Iterator[tuple[int, bytes]], size: int
             yield space, batch
             batch, nbytes = [], 0
         space = record.space
-        batch.append(rec.ExportRecord(record.id, record.vector, record.payload, record.sparse))
+        batch.append(rec.ExportRecord(id=record.id, vector=record.vector, sparse=record.sparse,
+                                      payload=record.payload))
         nbytes += len(line)
     if batch:
         assert space is not None

@@ -48,13 +48,13 @@ class Sparse(msgspec.Struct, **_STRICT):
     values: Annotated[list[contract.Component], Meta(max_length=MAX_SPARSE)]
 
 
-class ExportRecord(msgspec.Struct, **_STRICT):
+class ExportRecord(msgspec.Struct, kw_only=True, **_STRICT):
     """One point as exported and imported."""
 
     id: contract.MemoryId
     vector: contract.Vector
-    payload: dict[str, Any]
     sparse: Sparse | None = None
+    payload: dict[str, Any]
 
 
 class Line(ExportRecord, kw_only=True, **_STRICT):
@@ -147,8 +147,8 @@ def encode_record(record: Record) -> msgspec.Raw:
     """A stored point (read with ``with_vector``) as an export record, encoded once."""
     sparse = record.sparse
     return msgspec.Raw(_encoder.encode(ExportRecord(
-        record.id, record.vector or [], record.payload,
-        Sparse(sparse.indices, sparse.values) if sparse is not None else None)))
+        id=record.id, vector=record.vector or [], payload=record.payload,
+        sparse=Sparse(sparse.indices, sparse.values) if sparse is not None else None)))
 
 
 def to_points(records: list[ExportRecord], dimension: int, path: str = "$.records"
