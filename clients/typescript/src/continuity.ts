@@ -44,9 +44,19 @@ export function generateSummary(messages: string[]): string {
     "",
   ];
   for (const msg of messages.slice(-SUMMARY_RECENT)) {
-    lines.push(`- ${msg.length > SUMMARY_CUT ? msg.slice(0, SUMMARY_CUT) + "..." : msg}`);
+    lines.push(`- ${msg.length > SUMMARY_CUT ? head(msg, SUMMARY_CUT) + "..." : msg}`);
   }
   return lines.join("\n");
+}
+
+/**
+ * `s.slice(0, n)`, except that a surrogate pair cut in two ends in U+FFFD, as memoryd cuts:
+ * legacy's lone surrogate is no Unicode text, and memoryd refuses it on the wire.
+ */
+function head(s: string, n: number): string {
+  const cut = s.slice(0, n);
+  const last = cut.charCodeAt(cut.length - 1);
+  return last >= 0xd800 && last <= 0xdbff ? cut.slice(0, -1) + "\ufffd" : cut;
 }
 
 /** Existing then new facts, deduplicated case- and space-insensitively (first kept), last `max` kept. */
@@ -76,6 +86,45 @@ export function createConversationState(
     keyFacts: [],
     sessionChain: previousSessionId ? [previousSessionId] : [],
     updatedAt: Date.now(),
+  };
+}
+
+/**
+ * A new session carrying the previous one's plan, objectives, last `maxKeyFacts` facts and
+ * session chain forward (legacy `startSession`); a fresh state without a previous one.
+ */
+export function continueConversation(
+  sessionId: string,
+  leadPersona: PersonaId,
+  previous: ConversationState | null | undefined,
+  maxKeyFacts: number,
+): ConversationState {
+  return {
+    sessionId,
+    leadPersona,
+    summary: "",
+    plan: previous?.plan ?? "",
+    objectives: previous ? [...previous.objectives] : [],
+    keyFacts: previous?.keyFacts.slice(-maxKeyFacts) ?? [],
+    sessionChain: previous ? [...previous.sessionChain, previous.sessionId] : [],
+    updatedAt: Date.now(),
+  };
+}
+
+/**
+ * Legacy `processMessages`: the state with its summary and key facts updated, and the facts to
+ * store as `fact` memories: every fact extracted (also those already among the key facts, and a
+ * fact repeated across messages once per message). memoryd's `conversation.process` stores the same.
+ */
+export function processMessages(
+  state: ConversationState,
+  messages: string[],
+  maxKeyFacts: number,
+): { state: ConversationState; facts: string[] } {
+  const facts = messages.flatMap((m) => extractKeyFacts(m));
+  return {
+    state: updateConversationState(state, { messages, newFacts: facts }, { maxKeyFacts }),
+    facts,
   };
 }
 
@@ -135,7 +184,7 @@ export function stateSummary(state: PersonasState): string {
   }
   if (state.conversation) {
     lines.push(`Lead: ${state.conversation.leadPersona}`);
-    lines.push(`Summary: ${state.conversation.summary.slice(0, 200)}`);
+    lines.push(`Summary: ${head(state.conversation.summary, 200)}`);
   }
   lines.push(`Stats: ${state.stats.totalTasksCompleted} tasks completed`);
   return lines.join("\n");

@@ -12,6 +12,7 @@ export {
   generateSummary,
   mergeFacts,
   createConversationState,
+  continueConversation,
   updateConversationState,
   formatContextForPrompt,
   conversationEmbeddingText,

@@ -20,12 +20,11 @@ import {
 import type { SidecarMemoryConfig, SidecarSettings } from "./config.js";
 import {
   DEFAULT_MAX_KEY_FACTS,
+  continueConversation,
   conversationEmbeddingText,
-  extractKeyFacts,
   formatContextForPrompt as formatState,
-  generateSummary,
-  mergeFacts,
   multimodalText,
+  processMessages as processFacts,
   stateSummary,
 } from "./continuity.js";
 import { ConnectionError, MemorydError, isUnavailable } from "./errors.js";
@@ -514,16 +513,7 @@ export class SidecarMemory {
     const previous = previousSessionId
       ? await this.loadConversation(previousSessionId)
       : await this.findRecentConversation(leadPersona);
-    this.currentConversation = {
-      sessionId,
-      leadPersona,
-      summary: "",
-      plan: previous?.plan ?? "",
-      objectives: previous?.objectives ?? [],
-      keyFacts: previous?.keyFacts.slice(-this.maxKeyFacts) ?? [],
-      sessionChain: previous ? [...previous.sessionChain, previous.sessionId] : [],
-      updatedAt: Date.now(),
-    };
+    this.currentConversation = continueConversation(sessionId, leadPersona, previous, this.maxKeyFacts);
     await this.saveConversation(this.currentConversation);
     return this.currentConversation;
   }
@@ -534,17 +524,10 @@ export class SidecarMemory {
 
   async processMessages(messages: string[]): Promise<ConversationState> {
     if (!this.currentConversation) throw new Error("No active session. Call startSession first.");
-    const newFacts = messages.flatMap((m) => extractKeyFacts(m));
-    this.currentConversation = {
-      ...this.currentConversation,
-      summary: generateSummary(messages),
-      keyFacts: mergeFacts(this.currentConversation.keyFacts, newFacts, this.maxKeyFacts),
-      updatedAt: Date.now(),
-    };
-    await this.saveConversation(this.currentConversation);
-    if (newFacts.length > 0) {
-      await this.storeKeyFacts(newFacts, this.currentConversation.sessionId, this.currentConversation.leadPersona);
-    }
+    const { state, facts } = processFacts(this.currentConversation, messages, this.maxKeyFacts);
+    this.currentConversation = state;
+    await this.saveConversation(state);
+    if (facts.length > 0) await this.storeKeyFacts(facts, state.sessionId, state.leadPersona);
     return this.currentConversation;
   }
 

@@ -491,6 +491,30 @@ describe("phase 1 and phase 2 give the same results", () => {
   });
 });
 
+describe("the session flow and memoryd's conversation.process store the same facts", () => {
+  it("every extracted fact, also one already known and one repeated (legacy's rule)", async () => {
+    const mem = open("phase2");
+    await mem.init();
+    const messages = ["The budget is approved for Q3. ok", "I prefer short weekly reports! The budget is approved for Q3."];
+    const start = (sessionId: string, leadPersona: "zee" | "stanley") => ({
+      sessionId, leadPersona, summary: "", plan: "", objectives: [],
+      keyFacts: ["the budget is approved for q3"], sessionChain: [], updatedAt: 1,
+    });
+    await mem.saveConversation(start("flow", "zee"));
+    await mem.saveConversation(start("rpc", "stanley"));
+    await mem.restoreSession("flow");
+    const viaClient = await mem.processMessages(messages);
+    const viaServer = await mem.client.call<typeof viaClient>("conversation.process", { sessionId: "rpc", messages });
+    const strip = (s: typeof viaClient) => ({ ...s, sessionId: "", leadPersona: "", updatedAt: 0 });
+    assert.deepEqual(strip(viaServer), strip(viaClient));
+    const facts = async (persona: string) =>
+      (await mem.list({ namespace: `personas:${persona}`, category: "fact" })).map((e) => e.content).sort();
+    const expected = ["I prefer short weekly reports", "The budget is approved for Q3", "The budget is approved for Q3"];
+    assert.deepEqual(await facts("zee"), expected);
+    assert.deepEqual(await facts("stanley"), expected);
+  });
+});
+
 describe("phase 1 with agent-core's common setup: provider openai, no API key", () => {
   it("memoryd starts without the embedding settings; saves and searches are real", async () => {
     // legacy falls back to its mock embedder here, and the switch hands that embedder over
