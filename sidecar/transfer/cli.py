@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import sys
 import time
@@ -167,10 +168,13 @@ def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BA
         total = sum(s.count for s in header.spaces)
         written = queued = 0
         with Progress("import", total, json_lines=json_lines) as bar:
-            for space, records in _batches(lines, batch):
-                result = conn.call("transfer.import", {
-                    "space": space, "records": records, "model": models.get(space)},
-                    dict[str, Any])
+            for space, records, numbers in _batches(lines, batch):
+                try:
+                    result = conn.call("transfer.import", {
+                        "space": space, "records": records, "model": models.get(space)},
+                        dict[str, Any])
+                except RpcFailed as exc:
+                    raise _at_line(exc, numbers) from None
                 written += result["written"]
                 queued += result["written"] if result.get("queued") else 0
                 bar.advance(len(records))
@@ -232,25 +236,42 @@ def _record(number: int, line: bytes) -> rec.Line:
 
 
 def _batches(lines: Iterator[tuple[int, bytes]], size: int
-             ) -> Iterator[tuple[str, list[rec.ExportRecord]]]:
-    """Consecutive records of one space, at most ``size`` of them and about BATCH_BYTES."""
-    space: str | None = None
+             ) -> Iterator[tuple[str, list[rec.ExportRecord], list[int]]]:
+    """Consecutive records of one space, at most ``size`` of them and about BATCH_BYTES,
+    with their line numbers."""
+    space = ""
     batch: list[rec.ExportRecord] = []
+    numbers: list[int] = []
     nbytes = 0
     for number, line in lines:
         record = _record(number, line)
-        if batch and (record.space != space or len(batch) >= size
-                      or nbytes + len(line) > BATCH_BYTES):
-            assert space is not None
-            yield space, batch
-            batch, nbytes = [], 0
+        if batch and (record.space != space or nbytes + len(line) > BATCH_BYTES):
+            yield space, batch, numbers
+            batch, numbers, nbytes = [], [], 0
         space = record.space
         batch.append(rec.ExportRecord(id=record.id, vector=record.vector, sparse=record.sparse,
                                       payload=record.payload))
+        numbers.append(number)
         nbytes += len(line)
+        if len(batch) >= size:  # sent now, not when the next line comes (stdin may pause)
+            yield space, batch, numbers
+            batch, numbers, nbytes = [], [], 0
     if batch:
-        assert space is not None
-        yield space, batch
+        yield space, batch, numbers
+
+
+_RECORD_PATH = re.compile(r"^\$\.records\[(\d+)\](.*)$")
+
+
+def _at_line(exc: RpcFailed, numbers: list[int]) -> CommandError:
+    """memoryd's refusal of one record of a batch, told by the file's line number."""
+    data = exc.error.get("data") or {}
+    for error in data.get("errors") or ():
+        match = _RECORD_PATH.match(str(error.get("path", "")))
+        if match and int(match.group(1)) < len(numbers):
+            return CommandError(f"line {numbers[int(match.group(1))]}: {error.get('message')} "
+                                f"(at {match.group(2).lstrip('.') or 'the record'})")
+    return exc
 
 
 def check_compatible(header: rec.Header, target: rec.Description) -> None:

@@ -17,7 +17,6 @@ import anyio
 
 from sidecar import __version__, errors
 from sidecar.domain import kv
-from sidecar.rpc.kv import spaces_of
 from sidecar.store.base import Store
 from sidecar.transfer import records as rec
 
@@ -35,7 +34,7 @@ async def settle(app: App) -> None:
     """Return once every write journaled before the call is applied to its store, so an
     export started after an acknowledgement contains that write. A store that cannot take
     them now: ``backend_unavailable`` (retry later)."""
-    queue = app.queue
+    queue = app.journal
     if queue is None or not queue.pending:
         return
     through = queue.pending[-1].seq
@@ -55,7 +54,7 @@ async def describe(app: App) -> rec.Description:
     model = await app.guard.recorded(collection) if app.guard is not None else None
     spaces = [rec.SpaceInfo(rec.MEMORIES, collection, dimension, rec.DISTANCE, model,
                             await store.count(None) if store.dimension is not None else 0)]
-    kv_spaces = spaces_of(app)
+    kv_spaces = app.kv
     names = {s.namespace for s in kv_spaces.spaces.values() if s.exists}
     names.update(kv_spaces.discovered())
     names.update(await kv_spaces.discovered_remote())
@@ -77,7 +76,7 @@ async def _read_view(app: App, space: str) -> Store | None:
     namespace = rec.namespace_of(space)
     if namespace is None:
         return app.store if app.store.dimension is not None else None
-    found = await spaces_of(app).get(namespace, create=False)
+    found = await app.kv.get(namespace, create=False)
     return None if found is None else found.view
 
 
@@ -138,11 +137,11 @@ async def _memories_for_import(app: App, params: rec.ImportParams, dimension: in
         # The identity moves with the vectors: this collection is now that model's.
         await app.guard.record(collection, params.model.provider, params.model.model,
                                params.model.dimension)
-    return app.write
+    return app.writer
 
 
 async def _kv_for_import(app: App, space_name: str, namespace: str, dimension: int) -> Writer:
-    spaces = spaces_of(app)
+    spaces = app.kv
     space = await spaces.get(namespace, create=False)
     target = space.store.dimension if space is not None else kv.DIMENSION
     problem = rec.mismatch(space_name, source_dimension=dimension, source_model=None,
