@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import {
   continueConversation,
   conversationEmbeddingText,
@@ -22,14 +21,7 @@ import {
   updateConversationState,
 } from "../src/continuity.js";
 import type { ConversationState, PersonaId, PersonasState } from "../src/types.js";
-
-/** The first ancestor of this file's directory holding `rel` (runs from test/ and dist/test/). */
-export function repoPath(rel: string): string {
-  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, rel))) return path.join(dir, rel);
-    if (path.dirname(dir) === dir) throw new Error(`${rel} not found above this test`);
-  }
-}
+import { repoPath } from "./helpers.js";
 
 const GOLDEN = repoPath("tests/golden/continuity");
 

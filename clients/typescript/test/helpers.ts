@@ -3,11 +3,20 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Logger } from "../src/log.js";
 import type { EmbeddingProvider } from "../src/types.js";
 
 /** The memoryd executable under test: $MEMORYD_BIN, else `memoryd` on PATH. */
 export const MEMORYD_BIN = process.env["MEMORYD_BIN"] ?? "memoryd";
+
+/** `rel` under the first ancestor of the tests' directory that holds it (from test/ or dist/test/). */
+export function repoPath(rel: string): string {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, rel))) return path.join(dir, rel);
+    if (path.dirname(dir) === dir) throw new Error(`${rel} not found above the tests`);
+  }
+}
 
 const made: string[] = [];
 process.on("exit", () => {
