@@ -49,8 +49,9 @@ export class StartupFailure extends ConnectionError {}
 
 /**
  * The spawned memoryd's environment: the host's, minus inherited MEMORYD_* variables (memoryd
- * reads every one of them as a setting and refuses unknown ones, so a stray MEMORYD_BIN would
- * stop it), plus the settings the client passes explicitly.
+ * takes each one that names a setting as that setting, so a stray MEMORYD_DATA_DIR would move
+ * its data, and logs a warning for the others, such as MEMORYD_BIN), plus the settings the
+ * client passes explicitly.
  */
 export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
