@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 
 from tests.support import Memoryd
 
@@ -184,7 +183,10 @@ def test_acknowledged_write_is_exported_and_memoryd_serves_during_an_export(
 def test_import_refuses_a_dimension_or_model_mismatch_before_writing(
         memoryd_factory: Any, short_tmp: Path) -> None:
     source = memoryd_factory(root=short_tmp / "a", env=MOCK)
-    populate(source)
+    with source.connect() as c:
+        c.result("memory.save", {"category": "fact", "content": "one memory"})
+        for namespace in ("cache-a", "cache-b"):
+            c.result("kv.set", {"namespace": namespace, "key": "k", "value": 1})
     path = short_tmp / "a.jsonl"
     records = export_lines(source, path)[1:]
 
@@ -297,10 +299,16 @@ def test_ctrl_c_mid_import_then_a_rerun_ends_identical(
     assert counts(target) == counts(source) == {"memories": 600, "kv:cache-a": 1}
 
 
-@pytest.mark.parametrize("args", [["--batch", "0"], ["--batch", "1001"]])
-def test_batch_is_bounded(memoryd_factory: Any, short_tmp: Path, args: list[str]) -> None:
-    server = memoryd_factory(env=NO_EMBEDDER)
+def test_without_a_memoryd_the_cli_says_how_to_start_one(short_tmp: Path) -> None:
     path = short_tmp / "x.jsonl"
     path.write_text("")
-    done = cli(server, "import", str(path), *args)
-    assert done.returncode == 1 and "--batch must be 1 to 1000" in done.stderr
+    nowhere = ["--socket", str(short_tmp / "none.sock")]
+    for command in (["export"], ["import", str(path)]):
+        done = subprocess.run([sys.executable, "-m", "sidecar", *command, *nowhere],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and "start it with `memoryd serve`" in done.stderr
+    for bad in ("0", "1001"):
+        done = subprocess.run([sys.executable, "-m", "sidecar", "import", str(path),
+                               "--batch", bad, *nowhere], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 1 and "--batch must be 1 to 1000" in done.stderr
