@@ -373,14 +373,39 @@ async def test_pipelined_calls_get_their_own_answers(filled: Store) -> None:
         assert results[i] == expected, i
 
 
+async def test_scroll_pages_by_id_and_reads_the_lexical_vector(kind: str, tmp_path: Path
+                                                                ) -> None:
+    """Export's read: id order from an id on (inclusive), with each point's lexical vector."""
+    from sidecar.domain.lexical import SparseVector
+
+    s: Store = (EdgeStore(tmp_path / "edge" / "agent_memory", lexical=True) if kind == "edge"
+                else QdrantStore(Config(), client_kwargs={"location": ":memory:"}, lexical=True))
+    await s.open()
+    try:
+        await s.ensure_collection(DIM, INDEXES)
+        sparse = SparseVector([3, 70000], [0.5, 1.25])
+        await s.upsert([Point(pid(i), VECTORS[i], PAYLOADS[i], sparse if i % 2 else None)
+                        for i in range(10)])
+        first = await s.scroll(filter=None, limit=4, with_vector=True)
+        rest = await s.scroll(filter=None, limit=10, offset=first[-1].id, with_vector=True)
+        assert [r.id for r in first] == [pid(i) for i in range(4)]
+        assert [r.id for r in rest] == [pid(i) for i in range(3, 10)]
+        assert [r.sparse for r in rest] == [sparse if i % 2 else None for i in range(3, 10)]
+        assert rest[0].vector is not None and len(rest[0].vector) == DIM
+        plain = await s.scroll(filter=None, limit=2)
+        assert all(r.sparse is None and r.vector is None for r in plain)
+    finally:
+        await s.close()
+
+
 # ---- factory
 
-def test_open_store_picks_the_engine(tmp_path: Path) -> None:
-    from sidecar.store import open_store
+def test_make_store_picks_the_engine(tmp_path: Path) -> None:
+    from sidecar.store import make_store
 
-    edge = open_store(Config(data_dir=str(tmp_path)))
+    edge = make_store(Config(data_dir=str(tmp_path)))
     assert isinstance(edge, EdgeStore)
     assert edge.path == tmp_path / "edge" / "agent_memory"
-    remote = open_store(Config(data_dir=str(tmp_path), qdrant_url="http://127.0.0.1:9"))
+    remote = make_store(Config(data_dir=str(tmp_path), qdrant_url="http://127.0.0.1:9"))
     assert isinstance(remote, QdrantStore)
 
