@@ -174,10 +174,10 @@ def tune(root: Path) -> list[dict[str, Any]]:
         path = Path(tempfile.mkdtemp(dir=root)) / "shard"
         eng = engine.Engine(path)
         eng.op_create(wire.Create(DIM, [], lexical=True))
-        eng.op_upsert(wire.Upsert([
+        eng.op_upsert(wire.Upsert(wire.wire_points([
             Point(f"00000000-0000-0000-0000-{i:012d}", v, {"type": "memory", "key": m["key"]},
                   lexical.document(m["content"]))
-            for i, (m, v) in enumerate(zip(data["memories"], mem_vectors, strict=True))]))
+            for i, (m, v) in enumerate(zip(data["memories"], mem_vectors, strict=True))])))
         for k, weights in [(0, None), (None, None)] + [
                 (k, w) for k in (1, 2, 5, 10, 20, 60)
                 for w in ((1.0, 1.0), (1.5, 1.0), (2.0, 1.0), (3.0, 1.0))]:
@@ -185,7 +185,7 @@ def tune(root: Path) -> list[dict[str, Any]]:
             for q, qv in zip(data["questions"], q_vectors, strict=True):
                 sparse = lexical.query(q["question"])
                 if k == 0:  # dense alone
-                    hits = eng.op_search(wire.Search(qv, flt, 10, 0.0, False, None))
+                    hits = eng.op_search(wire.Search(wire.pack(qv), flt, 10, 0.0, False, None))
                     ranked = [h.payload["key"] for h in hits]
                 elif k is None:  # BM25 alone
                     found = eng.shard.query(engine.qe.QueryRequest(
@@ -195,7 +195,7 @@ def tune(root: Path) -> list[dict[str, Any]]:
                     ranked = [r.payload["key"] for r in found]
                 else:
                     lexical.RRF_K, lexical.RRF_WEIGHTS = k, weights
-                    hits = eng.op_search(wire.Search(qv, flt, 10, 0.0, False, sparse))
+                    hits = eng.op_search(wire.Search(wire.pack(qv), flt, 10, 0.0, False, sparse))
                     ranked = [h.payload["key"] for h in hits]
                 per.append((q["kind"], score(ranked, q["expected"])))
             summary = summarize(per)

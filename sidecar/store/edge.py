@@ -324,7 +324,7 @@ class EdgeStore(Store):
         for point in points:
             if len(point.vector) != self._dimension:
                 raise errors.DimensionMismatch(self._dimension, len(point.vector))
-        await self._call(wire.Upsert(list(points)), type(None))
+        await self._call(wire.Upsert(_packed(wire.wire_points, points)), type(None))
 
     async def retrieve(self, ids: Sequence[str], *, with_vector: bool = False) -> list[Record]:
         if not ids:
@@ -351,7 +351,7 @@ class EdgeStore(Store):
         if self._dimension is not None and len(vector) != self._dimension:
             raise errors.DimensionMismatch(self._dimension, len(vector))
         return await self._call(
-            wire.Search(list(vector), filter, limit, score_threshold, with_vector,
+            wire.Search(_packed(wire.pack, vector), filter, limit, score_threshold, with_vector,
                         sparse if self.lexical else None),
             list[ScoredRecord])
 
@@ -422,6 +422,15 @@ class EdgeStore(Store):
                 except (errors.MemorydError, _NotSent):
                     pass  # already gone: its WAL holds every acknowledged write
         await _reap(worker)
+
+
+def _packed(pack: Callable[[Any], T], vectors: Any) -> T:
+    """Vectors packed for the pipe. The contract bounds every component, so one the engine
+    cannot hold is memoryd's own mistake."""
+    try:
+        return pack(vectors)
+    except wire.NotFinite as exc:
+        raise errors.InternalError(f"cannot store the vector: {exc}") from None
 
 
 def _deadline() -> float | None:

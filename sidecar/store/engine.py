@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -236,7 +237,7 @@ class Engine:
             raise Failed(wire.Failure("absent", "the collection does not exist yet"))
         return self.shard
 
-    def _check_dim(self, vector: list[float]) -> None:
+    def _check_dim(self, vector: Sequence[float]) -> None:
         if self.dimension is not None and len(vector) != self.dimension:
             raise Failed(wire.Failure(
                 "dimension", "dimension mismatch", self.dimension, len(vector)))
@@ -338,13 +339,15 @@ class Engine:
 
     def op_upsert(self, op: wire.Upsert) -> None:
         shard = self._require()
-        for point in op.points:
-            self._check_dim(point.vector)
+        # float32 arrays: the engine reads them without a Python float per component
+        vectors = [wire.unpacked(p.vector) for p in op.points]
+        for vector in vectors:
+            self._check_dim(vector)
         # A shard without the lexical vector (kv spaces) stores the dense vector only.
         shard.update(qe.UpdateOperation.upsert_points(
-            [qe.Point(p.id, {"": p.vector, lexical.VECTOR: _sparse(p.sparse)}
-                      if self.lexical and p.sparse is not None else p.vector, p.payload)
-             for p in op.points]))
+            [qe.Point(p.id, {"": v, lexical.VECTOR: _sparse(p.sparse)}
+                      if self.lexical and p.sparse is not None else v, p.payload)
+             for p, v in zip(op.points, vectors, strict=True)]))
         self._written()
 
     def op_setsparse(self, op: wire.SetSparse) -> int:
@@ -380,16 +383,18 @@ class Engine:
     def op_search(self, op: wire.Search) -> list[ScoredRecord]:
         if self.shard is None:
             return []
-        self._check_dim(op.vector)
+        vector = wire.unpack(op.vector)
+        self._check_dim(vector)
         if op.sparse is not None:
-            return self._hybrid(op, op.sparse)
+            return self._hybrid(op, vector, op.sparse)
         found = self.shard.query(qe.QueryRequest(
-            limit=op.limit, query=qe.Query.Nearest(op.vector), filter=to_edge(op.filter),
+            limit=op.limit, query=qe.Query.Nearest(vector), filter=to_edge(op.filter),
             with_payload=True, with_vector=op.with_vector, score_threshold=op.score_threshold))
         return [ScoredRecord(str(r.id), _payload(r.payload), r.score,
                              _vector(r.vector) if op.with_vector else None) for r in found]
 
-    def _hybrid(self, op: wire.Search, sparse: lexical.SparseVector) -> list[ScoredRecord]:
+    def _hybrid(self, op: wire.Search, vector: list[float], sparse: lexical.SparseVector
+                ) -> list[ScoredRecord]:
         """Dense and lexical branches, each under the whole filter, fused by RRF in one
         query; then scored by Cosine and thresholded (``lexical.rescore``)."""
         flt = to_edge(op.filter)
@@ -398,7 +403,7 @@ class Engine:
             limit=2 * depth, filter=flt,
             query=qe.Fusion.Rrf(k=lexical.RRF_K, weights=list(lexical.RRF_WEIGHTS)),
             prefetches=[
-                qe.Prefetch(limit=depth, query=qe.Query.Nearest(op.vector), filter=flt,
+                qe.Prefetch(limit=depth, query=qe.Query.Nearest(vector), filter=flt,
                             score_threshold=op.score_threshold),
                 qe.Prefetch(limit=depth, query=qe.Query.Nearest(_sparse(sparse),
                                                                 using=lexical.VECTOR),
@@ -408,7 +413,7 @@ class Engine:
             return []
         # The fused hits' Cosine scores, as a dense search computes them.
         scored = self.shard.query(qe.QueryRequest(
-            limit=len(fused), query=qe.Query.Nearest(op.vector),
+            limit=len(fused), query=qe.Query.Nearest(vector),
             filter=qe.Filter(must=[qe.HasIdCondition(set(fused))]), with_payload=True,
             with_vector=op.with_vector, score_threshold=op.score_threshold))
         dense = {str(r.id): ScoredRecord(str(r.id), _payload(r.payload), r.score,

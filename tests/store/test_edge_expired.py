@@ -57,8 +57,8 @@ def test_worker_skips_expired_reads_and_runs_expired_writes(tmp_path: Path) -> N
         skipped = worker.call(wire.Count(None), deadline=past)
         assert skipped.error is not None and skipped.error.kind == wire.EXPIRED
         assert skipped.result is None
-        write = worker.call(wire.Upsert([Point(
-            "00000000-0000-0000-0000-000000000001", [1.0, 0.0, 0.0, 0.0], {"n": 1})]),
+        write = worker.call(wire.Upsert(wire.wire_points([Point(
+            "00000000-0000-0000-0000-000000000001", [1.0, 0.0, 0.0, 0.0], {"n": 1})])),
             deadline=past)
         assert write.error is None
         assert worker.call(wire.Count(None), deadline=time.monotonic() + 60).result == 1
