@@ -96,6 +96,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     search_mode: Literal["dense", "hybrid"] = "dense"
     # pause between batches of the lexical backfill (legacy memories gaining BM25 vectors)
     lexical_backfill_pause_ms: Annotated[int, Meta(ge=0, le=60_000)] = 10
+    # pause between pages (128 records) of a re-embedding (`memoryd reembed`)
+    reembed_pause_ms: Annotated[int, Meta(ge=0, le=60_000)] = 5
     # -- background work
     sweep_interval: NonNegFloat = 600.0  # seconds; 0 = off
     # -- key/value space (kv.*): largest value, measured as encoded JSON

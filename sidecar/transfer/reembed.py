@@ -62,7 +62,6 @@ PAGE = 128  # records per page: one scroll, one retrieve, one embedding call, on
 QUIET = 64  # a pass that changed at most this many records is followed by the switch
 MAX_PASSES = 4  # unpaused passes before the switch, whatever they found
 EMBED_TIMEOUT = 300.0  # seconds for one page's embedding (the local model may still load)
-PAGE_PAUSE = 0.005  # seconds between pages: client requests get in (the engine answers in order)
 
 State = Literal["idle", "running", "switching", "stopped", "done", "failed"]
 
@@ -404,7 +403,8 @@ class Reembedder:
                 break
             if self._stop and not paused:
                 raise Stopped
-            await anyio.sleep(PAGE_PAUSE)
+            # client requests get in between pages (the embedded engine answers in order)
+            await anyio.sleep(self.app.config.reembed_pause_ms / 1000)
         cursor = None
         while True:
             page = await target.scroll(filter=None, limit=PAGE + 1, offset=cursor,

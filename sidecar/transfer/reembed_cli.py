@@ -91,9 +91,11 @@ def _follow(conn: Connection, status: dict[str, Any], json_lines: bool) -> int:
 def _show(progress: Progress, status: dict[str, Any]) -> None:
     """The first pass embeds everything, so it is the bar; later passes (writes made
     meanwhile) are short and shown as the bar's end."""
-    if progress.total is None and status["total"] is not None:
-        progress.set_total(status["total"])
     done = status["scanned"]
+    if status["total"] is not None:  # records saved during the pass count too
+        total = max(status["total"], done)
+        if total != progress.total:
+            progress.set_total(total)
     if status["pass"] > 1 or status["state"] == "done":
         done = max(done, progress.total or 0)
     progress.advance(max(0, done - progress.done))
