@@ -7,6 +7,7 @@
     memoryd doctor
     memoryd export [--out FILE|-] [--json]
     memoryd import FILE|- [--json]
+    memoryd reembed --provider NAME [--model M] [--drop-old] [--json]
 """
 
 from __future__ import annotations
@@ -106,6 +107,26 @@ def _parser() -> argparse.ArgumentParser:
                          help="progress as JSON lines on stderr instead of a bar")
     import_.add_argument("--batch", type=int, default=256, metavar="N",
                          help="records per request (1-1000, default 256)")
+
+    reembed = sub.add_parser(
+        "reembed", help="re-embed every record with another embedding model",
+        description="Embed every record of the memory collection again with another model, "
+                    "into a new collection, while memoryd keeps serving the old one; then "
+                    "memoryd switches to it. Ctrl-C stops the job (rerun to resume). Set "
+                    "embedding.provider to the new one in memoryd's config afterwards.")
+    common(reembed)
+    reembed.add_argument("--provider", choices=["openai", "google", "voyage", "vllm", "local",
+                                                "legacy-mock"],
+                         help="the new embedding provider (omit with --drop-old alone)")
+    reembed.add_argument("--model", help="the new model (default: the provider's)")
+    reembed.add_argument("--dimensions", type=int, help="vector size, where the model offers "
+                                                        "a choice")
+    reembed.add_argument("--base-url", help="the provider's endpoint (vllm, or a proxy)")
+    reembed.add_argument("--drop-old", action="store_true",
+                         help="delete the old collection once switched (alone: the ones "
+                              "earlier re-embeddings left)")
+    reembed.add_argument("--json", action="store_true",
+                         help="progress as JSON lines on stderr instead of a bar")
     return parser
 
 
@@ -142,7 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sidecar.transfer import cli as transfer
 
         return transfer.run(args.command, config.socket_path(), args)
-    return 2
+    if args.command == "reembed":
+        if args.provider is None and not args.drop_old:
+            print("memoryd reembed: --provider is required (or --drop-old alone)",
+                  file=sys.stderr)
+            return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
