@@ -1,7 +1,17 @@
-"""App: the services one memoryd process holds, handed to every RPC handler as ``ctx.app``.
+"""App: the collaborators one memoryd process holds, handed to every RPC handler as ``ctx.app``.
 
-Built once from the Config by the server; handlers read ``app.store``, write through
-``app.writer`` and obtain vectors with ``app.vectors``.
+Built once from the Config by the server. Each collaborator is named for what it is:
+
+- ``engine``: the store engine itself (EdgeStore, QdrantStore), once open;
+- ``resilient``: the engine behind deadlines, retries and the breaker (what writes are
+  applied to);
+- ``store``: what readers read (``JournaledView``: the store plus queued writes by id);
+- ``writer``: every write of the memory collection goes through it;
+- ``journal``: the durable write journal and its applier (None with ``journal = false``);
+- ``kv``: the kv namespaces; ``embedder``, ``reranker``, ``guard`` (which model embeds the
+  collection), ``backfill`` (lexical vectors for old memories).
+
+Handlers obtain vectors with ``app.vectors`` (embedding and the one dimension check).
 """
 
 from __future__ import annotations
@@ -9,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
@@ -19,8 +30,10 @@ from sidecar.config import Config
 from sidecar.contract import MAX_COMPONENT
 from sidecar.journal import attach
 from sidecar.journal.queue import WriteQueue
+from sidecar.journal.view import JournaledView
 from sidecar.journal.writer import Writer
 from sidecar.resilience import ResilientStore, request_timeout
+from sidecar.services.kv_spaces import KVSpaces
 from sidecar.stats import Stats
 from sidecar.store.base import PayloadIndex, Store
 
@@ -30,6 +43,10 @@ HEALTH_PROBE_MS = 2000
 # shows the last one (marked stale): the embedded engine answers in order, so under heavy
 # load the probe would queue behind searches, and health must stay fast (target p99 < 50 ms).
 HEALTH_FRESH_MS = 30
+
+# The embedding generation a request's vectors came from (set by App.vectors): a request that
+# embedded before a switch to a re-embedded collection must not use them on the new one.
+_EMBEDDED_AT: ContextVar[int | None] = ContextVar("embedded_at", default=None)
 
 # CONTRACT §4: indexes every new collection gets. Only speed; results never depend on them.
 PAYLOAD_INDEXES: tuple[PayloadIndex, ...] = (
@@ -43,15 +60,21 @@ PAYLOAD_INDEXES: tuple[PayloadIndex, ...] = (
 class App:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._store: Store | None = None  # set by attach_store once the store is open
-        self.engine: Store | None = None  # the engine itself (EdgeStore, QdrantStore)
-        self.writer: Writer | None = None
-        self.resilient: ResilientStore | None = None  # the store behind deadlines/breaker
-        self.queue: WriteQueue | None = None  # the durable write journal and its applier
+        # set by attach_store once the store is open (see the module docstring)
+        self.engine: Store | None = None
+        self.resilient: ResilientStore | None = None
+        self.journal: WriteQueue | None = None
+        self._store: JournaledView | None = None
+        self._writer: Writer | None = None
+        self.kv = KVSpaces(config)
         self.embedder: Any = None  # set when an embedding provider is configured
         self.reranker: Any = None  # set when reranking is enabled
         self.guard: Any = None  # ModelGuard: which model embeds this collection
         self.backfill: Any = None  # the lexical backfill (sidecar/backfill.py), once running
+        self.reembed: Any = None  # re-embedding jobs (sidecar/transfer/reembed.py)
+        # set while a re-embedding switches collections: writes are refused (retryable)
+        self.writes_paused: str | None = None
+        self.embedding_generation = 0  # + 1 at each switch_collection
         self._guard_checked = False
         self._last_info: Any = None  # last StoreInfo health saw
         # False after a degraded start (a Qdrant server down): connected in the background
@@ -65,9 +88,10 @@ class App:
         self.request_shutdown: Callable[[str], None] = lambda reason: None
 
     @property
-    def store(self) -> Store:
+    def store(self) -> JournaledView:
         if self._store is None:
             raise errors.BackendUnavailable("the store is not open yet")
+        self._check_generation()
         return self._store
 
     def attach_store(self, store: Store, queue: WriteQueue | None = None) -> None:
@@ -75,24 +99,62 @@ class App:
         are journaled and lookups by id see queued writes (sidecar/journal/)."""
         self.engine = store
         self.resilient = ResilientStore(store, self.config)
-        self.queue = queue
-        self._store, self.writer = attach(self.config.collection, self.resilient, queue)
+        self.journal = queue
+        self._store, self._writer = attach(self.config.collection, self.resilient, queue)
+        self.kv.attach(store, self.resilient, queue)
+
+    def switch_collection(self, collection: str, store: ResilientStore, embedder: Any) -> None:
+        """Serve ``collection`` (``store``: it behind deadlines and the breaker) and embed with
+        ``embedder`` from now on, in one synchronous step (a re-embedding's switch)."""
+        self.config.collection = collection
+        self.engine, self.resilient = store.inner, store
+        self._store, self._writer = attach(collection, store, self.journal)
+        self.embedder = embedder
+        self.embedding_generation += 1
+        self._guard_checked = False
+        self._last_info = None
+
+    def _check_generation(self) -> None:
+        embedded_at = _EMBEDDED_AT.get()
+        if embedded_at is not None and embedded_at != self.embedding_generation:
+            raise errors.BackendUnavailable(
+                "memoryd switched to a re-embedded collection while this request was "
+                "embedding with the previous model; retry")
 
     @property
-    def write(self) -> Writer:
-        if self.writer is None:
+    def writer(self) -> Writer:
+        if self._writer is None:
             raise errors.BackendUnavailable("the store is not open yet")
-        return self.writer
+        if self.writes_paused is not None:
+            raise errors.BackendUnavailable(self.writes_paused)
+        self._check_generation()
+        return self._writer
+
+    @property
+    def dimension(self) -> int | None:
+        """The collection's vector length: configured, else the store's (None: not known)."""
+        if self.config.dimension:
+            return self.config.dimension
+        return self._store.dimension if self._store is not None else None
 
     async def ensure_dimension(self, dimension: int, *, create: bool = True) -> None:
         """Check ``dimension`` against the collection; with ``create`` (writes) make the
         collection on first use when neither config nor an existing collection fixed it.
         Reads never create it (a search must not fix the dimension of a new store)."""
+        self._check_dimension(dimension)
+        if create:
+            await self._create_collection(dimension)
+
+    def _check_dimension(self, dimension: int) -> None:
         expected = self.config.dimension or self.store.dimension
         if expected is not None and expected != dimension:
             raise errors.DimensionMismatch(expected, dimension)
-        if self.store.dimension is not None or not create:
+
+    async def _create_collection(self, dimension: int) -> None:
+        """Make the collection (``dimension`` already checked) unless it exists."""
+        if self.store.dimension is not None:
             return
+        expected = self.config.dimension
         if not self.store_connected:
             if expected is None:
                 raise errors.BackendUnavailable(
@@ -119,6 +181,7 @@ class App:
                     "no embedding provider is configured: send `vector` with the request "
                     "or configure [embedding] provider")
             await self._check_model()
+            _EMBEDDED_AT.set(self.embedding_generation)
             embedded = await self.embedder.embed([texts[i] for i in missing])
             for i, vec in zip(missing, embedded, strict=True):
                 # not the caller's fault; NaN fails both comparisons
@@ -128,17 +191,15 @@ class App:
                         f"(a component beyond ±{MAX_COMPONENT:g} or not a number)")
                 out[i] = list(vec)
         vectors = [v for v in out if v is not None]
-        dims = {len(v) for v in vectors}
-        expected = self.config.dimension or self.store.dimension
-        for dim in sorted(dims):
-            if expected is not None and dim != expected:
-                raise errors.DimensionMismatch(expected, dim)
+        dims = sorted({len(v) for v in vectors})
+        for dim in dims:  # the one check of a request's dimension (the store trusts it)
+            self._check_dimension(dim)
         if len(dims) > 1:  # a new collection: checked before anything creates it
             raise errors.ValidationError.at(
                 "$.vector", f"all vectors of one request must have the same length, got "
-                            f"{sorted(dims)}")
-        for dim in dims:
-            await self.ensure_dimension(dim, create=create)
+                            f"{dims}")
+        if create and dims:
+            await self._create_collection(dims[0])
         return vectors
 
     async def _check_model(self) -> None:
@@ -163,7 +224,7 @@ class App:
             checks["store"] = {"ok": False, "error": self.store_error or "not open yet"}
         else:
             try:
-                info, stale = await self._store_info()
+                info, stale = await self.store_info()
                 checks["store"] = {"ok": True, **msgspec.to_builtins(info)}
                 if stale:
                     checks["store"]["stale"] = True
@@ -197,7 +258,7 @@ class App:
         return {"live": True, "ready": ready, "status": status, "checks": checks,
                 "reasons": degraded}
 
-    async def _store_info(self) -> tuple[Any, bool]:
+    async def store_info(self) -> tuple[Any, bool]:
         """(StoreInfo, stale): fresh if the store answers in time, else the last known."""
         if not self.store_connected:
             raise errors.BackendUnavailable(
@@ -221,8 +282,8 @@ class App:
         if self.resilient is not None:
             out["store"] = {"breaker": self.resilient.breaker.snapshot(),
                             **self.resilient.stats()}
-        if self.queue is not None:
-            out["journal"] = self.queue.snapshot()
+        if self.journal is not None:
+            out["journal"] = self.journal.snapshot()
         if self.backfill is not None:
             out["lexicalIndex"] = self.backfill.snapshot()
         return out
@@ -236,8 +297,8 @@ class App:
             if breaker["state"] != "closed":
                 degraded.append(f"store circuit breaker {breaker['state']}: "
                                 f"{breaker['lastError']}")
-        if self.queue is not None:
-            journal = self.queue.snapshot()
+        if self.journal is not None:
+            journal = self.journal.snapshot()
             checks["journal"] = {
                 "ok": not journal["stalled"] and not journal["broken"]
                 and not journal["writeError"],

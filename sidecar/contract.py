@@ -413,6 +413,57 @@ class StoreFactsParams(msgspec.Struct, **_PARAMS):
             raise ValueError("`vectors` must have one vector per fact")
 
 
+# -- kv.* params -------------------------------------------------------------------------------
+
+KV_MAX_BATCH = 1000
+KVTtlMs = Annotated[int, Meta(ge=0, le=100 * 365 * 24 * 3600 * 1000)]  # 0 = no expiry
+KVExpiresAt = Annotated[int, Meta(ge=1, le=2**52)]
+
+
+class KVItem(msgspec.Struct, **_PARAMS):
+    """One entry to write. ``expiresAt`` (ms since the epoch) when given, else ``now +
+    ttlMs``; ``ttlMs`` is also kept with the entry (agent-core's ``ttl``)."""
+
+    key: str
+    value: Any
+    ttlMs: KVTtlMs | UnsetType = UNSET
+    expiresAt: KVExpiresAt | UnsetType = UNSET
+
+
+class KVSetParams(KVItem, kw_only=True, **_PARAMS):
+    namespace: str
+
+
+class KVKeyParams(msgspec.Struct, **_PARAMS):
+    namespace: str
+    key: str
+
+
+class KVKeysParams(msgspec.Struct, **_PARAMS):
+    namespace: str
+    keys: Annotated[list[str], Meta(max_length=KV_MAX_BATCH)]
+
+
+class KVSetManyParams(msgspec.Struct, **_PARAMS):
+    namespace: str
+    entries: Annotated[list[KVItem], Meta(max_length=KV_MAX_BATCH)]
+
+
+class KVListParams(msgspec.Struct, **_PARAMS):
+    namespace: str
+    prefix: str | UnsetType = UNSET
+    cursor: str | UnsetType = UNSET
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+
+class KVNamespaceParams(msgspec.Struct, **_PARAMS):
+    namespace: str
+
+
+class KVSweepParams(msgspec.Struct, **_PARAMS):
+    namespace: str | UnsetType = UNSET
+
+
 # -- free-form JSON ----------------------------------------------------------------------------
 
 class FieldError(ValueError):

@@ -304,12 +304,6 @@ class ResilientStore(Store):
         self.retries = 0  # attempts beyond the first, over the process's life
         self.timeouts = 0
 
-    def __getattr__(self, name: str) -> Any:
-        # Engine extras (``client``, ``optimize``, ``worker_pid``...) pass through unchanged.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
     async def call(self, op: OpClass, fn: Callable[[], Awaitable[T]], *,
                    deadline: Deadline | None = None, retry: bool = True) -> T:
         """Run ``fn`` under ``op``'s deadline (or ``deadline``), retrying transient

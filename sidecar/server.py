@@ -34,6 +34,7 @@ from sidecar.lifecycle import StartupError
 from sidecar.protocol import Dispatcher, Parsed, error_line
 from sidecar.rpc import load_all
 from sidecar.store.base import Store
+from sidecar.transfer import reembed
 
 # Linux caps sun_path at 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -489,6 +490,10 @@ class Server:
                            "(raise LimitNOFILE or lower max_connections)", soft,
                            self.config.max_connections, _FD_RESERVE)
         self.build_models()
+        try:
+            reembed.at_start(self.app)  # a re-embedding's switch decides the collection served
+        except errors.MemorydError as exc:
+            raise StartupError("store", exc.message, 4) from None
         await self.open_store()
         self.attach_guard()
 
@@ -507,16 +512,18 @@ class Server:
 
     def attach_guard(self) -> None:
         from sidecar.embedding import ManifestGuard, QdrantGuard
+        from sidecar.store.qdrant import QdrantStore
 
         allow = self.config.embedding.allow_model_change
-        client = getattr(self.app.engine, "client", None)
-        self.app.guard = (QdrantGuard(client, allow) if self.config.qdrant_url and client
+        engine = self.app.engine
+        self.app.guard = (QdrantGuard(engine.client, allow)
+                          if self.config.qdrant_url and isinstance(engine, QdrantStore)
                           else ManifestGuard(self.config.data_path(), allow))
 
     async def open_store(self) -> None:
-        from sidecar.store import open_store
+        from sidecar.store import make_store
 
-        store = open_store(self.config)
+        store = make_store(self.config)
         try:
             await self.connect_store(store)
         except (errors.MemorydError, OSError, TimeoutError) as exc:
@@ -549,8 +556,8 @@ class Server:
     async def _connect_in_background(self, tg: anyio.abc.TaskGroup) -> None:
         """After a degraded start: retry the store with growing delays until it answers,
         then open the collections queued writes name and start applying the journal."""
-        assert self.app.resilient is not None
-        store = self.app.resilient.inner
+        store = self.app.engine
+        assert store is not None
         delay = 0.5
         while True:
             await anyio.sleep(delay)
@@ -564,12 +571,10 @@ class Server:
         self.app.store_error = None
         self.app.store_connected = True
         logger.info("the store is reachable: connected")
-        if self.app.queue is not None:
-            from sidecar.rpc.kv import open_journaled
-
-            await open_journaled(self.app)  # kv collections that queued writes name
-            self.app.queue.stalled = False  # the applier sets it again if the store refuses
-            tg.start_soon(self.app.queue.run)
+        if self.app.journal is not None:
+            await self.app.kv.open_journaled()  # kv collections that queued writes name
+            self.app.journal.stalled = False  # the applier sets it again if the store refuses
+            tg.start_soon(self.app.journal.run)
 
     async def attach_journaled(self, store: Store) -> None:
         """Open the write journal and replay what it still holds before ready (bounded; a
@@ -587,6 +592,7 @@ class Server:
                 await store.close()
             raise StartupError("journal", str(exc), 4) from None
         self.app.attach_store(store, queue)
+        reembed.register_replaced(self.app)
         if not self.app.store_connected:
             # nothing to replay into yet (done once the store answers); writes meanwhile
             # are journaled and answered queued at once
@@ -594,9 +600,7 @@ class Server:
             queue.last_error = self.app.store_error
             return
         with anyio.move_on_after(self.config.admin_timeout_ms / 1000):
-            from sidecar.rpc.kv import open_journaled
-
-            await open_journaled(self.app)  # kv collections that queued writes name
+            await self.app.kv.open_journaled()  # kv collections that queued writes name
             await queue.replay()
 
     def announce_ready(self) -> None:
@@ -613,10 +617,11 @@ class Server:
             tg.start_soon(self._accept_loop, tg)
             if not self.app.store_connected:
                 tg.start_soon(self._connect_in_background, tg)
-            elif self.app.queue is not None:
-                tg.start_soon(self.app.queue.run)  # applies (and replays) journaled writes
+            elif self.app.journal is not None:
+                tg.start_soon(self.app.journal.run)  # applies (and replays) journaled writes
             tg.start_soon(sweeper.run, self.app)
             tg.start_soon(backfill.run, self.app)  # legacy memories gain lexical vectors
+            tg.start_soon(reembed.run, self.app)  # re-embedding jobs (memoryd reembed)
             if self.app.embedder is not None:
                 # the local model loads here, after ready, never on the start-up path
                 tg.start_soon(self.app.embedder.start)
@@ -809,13 +814,11 @@ class Server:
                 if model is not None:
                     with contextlib.suppress(Exception):
                         await model.aclose()
-            if self.app.queue is not None:
-                self.app.queue.close()
-            from sidecar.rpc.kv import close_all
-
+            if self.app.journal is not None:
+                self.app.journal.close()
             with anyio.move_on_after(self.config.admin_timeout_ms / 1000):
-                await close_all(self.app)  # kv namespaces' embedded shards
-            store = self.app._store
+                await self.app.kv.close()  # kv namespaces' embedded shards
+            store = self.app.engine
             if store is not None:
                 try:
                     with anyio.move_on_after(self.config.admin_timeout_ms / 1000):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict, deque
 from typing import Any
 
@@ -49,7 +48,3 @@ class Stats:
                 "p99Ms": round(_percentile(samples, 0.99) * 1000, 3),
             }
         return out
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -7,7 +7,6 @@ counts and the last run time appear in ``system.stats`` under ``sweeper``.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -15,6 +14,7 @@ from loguru import logger
 
 from sidecar import errors
 from sidecar.domain import queries
+from sidecar.services import now_ms
 
 if TYPE_CHECKING:
     from sidecar.app import App
@@ -25,12 +25,11 @@ _OFF_RECHECK = 5.0
 
 async def sweep_once(app: App) -> int | None:
     """Delete expired memories now; the count, or None when it was only queued/skipped."""
-    queue = getattr(app.writer, "queue", None)
-    if queue is not None and queue.stalled:
+    if app.journal is not None and app.journal.stalled:
         logger.info("TTL sweep skipped: the store is unavailable")
         return None
-    now = time.time_ns() // 1_000_000
-    deleted, queued = await app.write.delete_where(queries.expired_filter(now))
+    now = now_ms()
+    deleted, queued = await app.writer.delete_where(queries.expired_filter(now))
     stats = app.stats
     stats.sweeps += 1
     stats.last_sweep_at = now
@@ -38,9 +37,7 @@ async def sweep_once(app: App) -> int | None:
         stats.swept += deleted
     logger.info("TTL sweep: {} expired memories deleted{}", deleted if deleted is not None
                 else "?", " (queued)" if queued else "")
-    from sidecar.rpc.kv import sweep_all  # kv.* namespaces expire the same way
-
-    await sweep_all(app)
+    await app.kv.sweep_all()  # kv.* namespaces expire the same way
     return deleted
 
 

@@ -50,6 +50,13 @@ class Method:
 REGISTRY: dict[str, Method] = {}
 
 
+def with_queued(result: dict[str, Any], queued: bool) -> dict[str, Any]:
+    """``result`` with ``queued: true`` when the write was only journaled (not yet applied)."""
+    if queued:
+        result["queued"] = True
+    return result
+
+
 def rpc(name: str, op: OpClass = "read") -> Callable[[Handler], Handler]:
     """Register ``handler`` as method ``name``; its params type is the annotation of its
     second parameter."""

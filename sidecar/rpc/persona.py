@@ -14,8 +14,9 @@ from sidecar.contract import (
 )
 from sidecar.domain import queries
 from sidecar.rpc import Context, rpc
-from sidecar.rpc.conversation import find_recent, load_conversation, now_ms
-from sidecar.rpc.memory import lexical_query, search_memories
+from sidecar.services import now_ms
+from sidecar.services.conversations import find_recent, load_conversation
+from sidecar.services.memories import lexical_query, search_memories
 
 PERSONA_THRESHOLD = 0.6
 NAMESPACE_PREFIX = "personas:"

@@ -16,8 +16,9 @@ from msgspec import UNSET
 from sidecar.contract import StateLoadParams, StateSaveParams, validate_personas_state
 from sidecar.domain import continuity, payloads
 from sidecar.domain.legacy_ids import instance_id, state_id
-from sidecar.rpc import Context, rpc
-from sidecar.rpc.conversation import now_ms, with_queued, write_conversation
+from sidecar.rpc import Context, rpc, with_queued
+from sidecar.services import now_ms
+from sidecar.services.conversations import write_conversation
 from sidecar.store.base import Point
 
 
@@ -55,7 +56,7 @@ async def save(ctx: Context, params: StateSaveParams) -> dict[str, Any]:
         queued = await write_conversation(app, conversation, vectors[1],  # type: ignore[arg-type]
                                           points)
     else:
-        queued = await app.write.upsert(points)
+        queued = await app.writer.upsert(points)
     return with_queued({}, queued)
 
 

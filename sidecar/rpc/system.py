@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import psutil
 
 from sidecar import PROTOCOL_VERSION, __version__, errors
 from sidecar.rpc import REGISTRY, Context, NoParams, rpc
+
+if TYPE_CHECKING:
+    from sidecar.app import App
 
 _process = psutil.Process()
 
@@ -30,7 +33,7 @@ async def hello(ctx: Context, params: NoParams) -> dict[str, Any]:
             "kv": "kv.get" in REGISTRY,
         },
         "collection": app.config.collection,
-        "dimension": app.config.dimension or (app._store.dimension if app._store else None),
+        "dimension": app.dimension,
     }
 
 
@@ -69,11 +72,11 @@ async def stats(ctx: Context, params: NoParams) -> dict[str, Any]:
     return out
 
 
-async def _storage(app: Any) -> dict[str, Any] | None:
+async def _storage(app: App) -> dict[str, Any] | None:
     """Live vs reclaimable data of the embedded store (its last answer while it is busy);
     None for a Qdrant server, which reclaims by itself."""
     try:
-        info, _stale = await app._store_info()
+        info, _stale = await app.store_info()
     except errors.MemorydError:
         return None
     detail = info.detail

@@ -13,7 +13,7 @@ import pytest
 
 from sidecar.config import Config
 from sidecar.domain import kv
-from sidecar.rpc.kv import list_page
+from sidecar.services.kv_spaces import list_page
 from sidecar.store.base import Point, Store
 from tests.rpc.conftest import Rpc
 

@@ -18,7 +18,7 @@ from sidecar.journal.entry import Probed
 from sidecar.journal.queue import WriteQueue
 from sidecar.journal.view import JournaledView
 from sidecar.journal.writer import Writer
-from sidecar.store import open_store
+from sidecar.store import make_store
 from sidecar.store.base import Point, Store
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +46,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     step() calls."""
     config = Config(data_dir=str(tmp_path / "data"), qdrant_path=str(tmp_path / "q"),
                     write_timeout_ms=1)
-    store = open_store(config)
+    store = make_store(config)
     await store.open()
     await store.ensure_collection(len(VEC), [])
     queue = WriteQueue.open(config)
@@ -92,7 +92,7 @@ async def test_load_sees_a_queued_probed_save_until_it_is_applied(rig: Rig) -> N
     conversation saved during it: conversation.load must return that save, not the store's
     older record — and a plain save queued after it wins over it."""
     from sidecar.domain.legacy_ids import CONVERSATION, probe_id
-    from sidecar.rpc.conversation import load_conversation
+    from sidecar.services.conversations import load_conversation
 
     store, queue, writer, view = rig
     candidates = [probe_id(CONVERSATION, "s1", n) for n in range(1, 4)]
