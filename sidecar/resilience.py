@@ -325,7 +325,7 @@ class ResilientStore(Store):
                 error = errors.Timeout(deadline.timeout_ms)
                 # The embedded engine answers reads nobody waits for any more without running
                 # them: no success is recorded, but the store is answering all the same.
-                if (answered := getattr(self.inner, "answered_at", None)) is not None:
+                if (answered := self.inner.answered_at) is not None:
                     self.breaker.last_answer_at = max(self.breaker.last_answer_at, answered)
                 self.breaker.record_timeout(probe, error)
                 raise error from None

@@ -32,7 +32,7 @@ from sidecar.journal.entry import (
     upsert_probed,
 )
 from sidecar.journal.log import Journal
-from sidecar.resilience import TRANSIENT, current_request_deadline, full_jitter
+from sidecar.resilience import TRANSIENT, ResilientStore, current_request_deadline, full_jitter
 from sidecar.store.base import Point, Store
 
 # Limits of one coalesced apply (one store call).
@@ -352,8 +352,8 @@ class WriteQueue:
         cap = self.config.store_retry_max_ms / 1000
         pause = max(base, full_jitter(self._attempt, base, cap))
         self._attempt = min(self._attempt + 1, 30)
-        breaker = getattr(self._any_store(), "breaker", None)
-        retry_at = breaker.retry_at() if breaker is not None else None
+        store = self._any_store()
+        retry_at = store.breaker.retry_at() if isinstance(store, ResilientStore) else None
         if retry_at is not None:
             pause = max(pause, retry_at - time.monotonic())
         return pause

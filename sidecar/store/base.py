@@ -72,6 +72,12 @@ class Store(ABC):
 
     kind: str
 
+    @property
+    def answered_at(self) -> float | None:
+        """``time.monotonic()`` of the engine's last reply to any call, where the engine
+        tracks it (the embedded one); the breaker's evidence that the store is alive."""
+        return None
+
     @abstractmethod
     async def open(self) -> None:
         """Connect / load. Does not create the collection; ``dimension`` is then known if
