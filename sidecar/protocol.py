@@ -25,8 +25,7 @@ from jsonrpcserver.response import to_serializable
 from jsonrpcserver.sentinels import NOID
 from loguru import logger
 
-from sidecar import contract, errors
-from sidecar.resilience import request_timeout
+from sidecar import contract, deadline, errors
 from sidecar.rpc import Context, Method
 
 _CODE_KINDS = {cls.code: cls for cls in errors.ALL_ERRORS}
@@ -57,6 +56,9 @@ class Dispatcher:
         self.app = app
         self.max_in_flight = app.config.max_in_flight
         self.draining = False
+        config = app.config
+        self._op_timeouts = {"read": config.read_timeout_ms, "write": config.write_timeout_ms,
+                             "admin": config.admin_timeout_ms}
         # jsonrpcserver calls fn(context, *args, **kwargs); one wrapper per registered method
         self._methods = {name: self._wrap(method) for name, method in methods.items()}
 
@@ -185,17 +187,17 @@ class Dispatcher:
             raise errors.Overloaded(f"more than {self.max_in_flight} requests in flight; back off")
         stats.in_flight += 1
         try:
-            if timeout_ms is None:
-                return await method.handler(ctx, params)
-            with request_timeout(timeout_ms):
+            # the request's one deadline: everything it waits for ends by it (sidecar/deadline.py)
+            budget = self._op_timeouts[method.op]
+            with deadline.within(budget if timeout_ms is None else min(timeout_ms, budget)):
                 return await method.handler(ctx, params)
         finally:
             stats.in_flight -= 1
 
 
 def pop_timeout(kwargs: dict[str, Any]) -> int | None:
-    """Take the optional ``timeoutMs`` (any method): a deadline for this request's store
-    calls, tighter than the configured one for its operation class."""
+    """Take the optional ``timeoutMs`` (any method): shortens this request's deadline (its
+    operation class's, ``read/write/admin_timeout_ms``)."""
     if "timeoutMs" not in kwargs:
         return None
     try:

@@ -3,13 +3,13 @@
 ``ResilientStore`` wraps any ``Store`` and gives every call:
 
 1. a deadline: the operation class's timeout (``read_timeout_ms``, ``write_timeout_ms``,
-   ``admin_timeout_ms``), shortened by the request's own ``timeoutMs`` when the caller sent
-   one (``request_timeout`` puts it in a context variable for the whole request). Running out
-   raises ``Timeout`` with ``data.timeoutMs``; nothing waits forever.
+   ``admin_timeout_ms``), or the request's deadline when that is sooner (sidecar/deadline.py:
+   the request's ``timeoutMs``, else its method's operation class). Running out raises
+   ``Timeout`` with ``data.timeoutMs``; nothing waits forever.
 2. retries of transient failures (``BackendUnavailable``, which the stores raise for refused
    or reset connections, HTTP 408/429/5xx and a dead engine worker) with exponential backoff
-   and full jitter, at most ``store_retries`` times and never past the deadline. A call that
-   timed out is not retried: it already used the whole deadline.
+   and full jitter (sidecar/backoff.py), at most ``store_retries`` times and never past the
+   deadline. A call that timed out is not retried: it already used the whole deadline.
 3. a circuit breaker shared by every call to the same backend: while it is open calls fail at
    once with ``backend_unavailable`` instead of piling up on a dead server. It counts store
    failures only: errors the store raised, and timeouts while the store answered nothing at
@@ -32,20 +32,19 @@ no non-idempotent call ever reaches this layer.
 
 from __future__ import annotations
 
-import contextlib
-import math
-import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, TypeVar
 
 import anyio
 from loguru import logger
 
+from sidecar import deadline as request_deadline
 from sidecar import errors
+from sidecar.backoff import Backoff
 from sidecar.config import Config
+from sidecar.deadline import Deadline
 from sidecar.domain.filters import Filter
 from sidecar.domain.lexical import SparseVector
 from sidecar.store.base import (
@@ -67,60 +66,18 @@ TRANSIENT: tuple[type[errors.MemorydError], ...] = (errors.BackendUnavailable, e
 
 # -- deadlines ---------------------------------------------------------------------------------
 
-class Deadline:
-    """An absolute point on the monotonic clock plus the budget it was made from (what a
-    ``timeout`` error reports as ``timeoutMs``)."""
-
-    __slots__ = ("at", "timeout_ms")
-
-    def __init__(self, timeout_ms: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.timeout_ms = timeout_ms
-        self.at = clock() + timeout_ms / 1000
-
-    def remaining(self) -> float:
-        return max(0.0, self.at - time.monotonic())
-
-    @property
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
-
-_request_deadline: ContextVar[Deadline | None] = ContextVar("memoryd_request_deadline",
-                                                            default=None)
-
-
-@contextlib.contextmanager
-def request_timeout(timeout_ms: int | None) -> Iterator[Deadline | None]:
-    """Within this block every store call finishes by ``timeout_ms`` from now (or by its own
-    operation-class deadline, whichever comes first). ``None`` = no request deadline."""
-    deadline = Deadline(timeout_ms) if timeout_ms is not None else None
-    token = _request_deadline.set(deadline)
-    try:
-        yield deadline
-    finally:
-        _request_deadline.reset(token)
-
-
-def current_request_deadline() -> Deadline | None:
-    return _request_deadline.get()
-
-
 def deadline_for(config: Config, op: OpClass) -> Deadline:
     """The tighter of the operation class's deadline and the request's."""
     own = Deadline({"read": config.read_timeout_ms, "write": config.write_timeout_ms,
                     "admin": config.admin_timeout_ms}[op])
-    request = _request_deadline.get()
+    request = request_deadline.current()
     if request is not None and request.at < own.at:
         return request
     return own
 
 
-# -- backoff -----------------------------------------------------------------------------------
-
-def full_jitter(attempt: int, base: float, cap: float) -> float:
-    """Seconds to wait before retry number ``attempt`` (0-based): uniform in
-    [0, min(cap, base·2^attempt)] ("full jitter": spreads retries of many callers)."""
-    return random.uniform(0.0, min(cap, base * math.pow(2, attempt)))
+# The old name of sidecar/deadline.py's ``within``, for app.py until it moves.
+request_timeout = request_deadline.within
 
 
 # -- circuit breaker ---------------------------------------------------------------------------
@@ -309,42 +266,50 @@ class ResilientStore(Store):
         """Run ``fn`` under ``op``'s deadline (or ``deadline``), retrying transient
         failures when ``retry``."""
         deadline = deadline or deadline_for(self.config, op)
-        base = self.config.store_retry_base_ms / 1000
-        cap = self.config.store_retry_max_ms / 1000
-        attempt = 0
+        backoff = Backoff(self.config.store_retry_base_ms / 1000,
+                          self.config.store_retry_max_ms / 1000,
+                          retries=self.config.store_retries if retry else 0)
         while True:
             if deadline.expired:
                 self.timeouts += 1
-                raise errors.Timeout(deadline.timeout_ms)
+                raise deadline.error()
             probe = self.breaker.acquire()
             try:
                 with anyio.fail_after(deadline.remaining()):
                     result = await fn()
             except TimeoutError:
-                self.timeouts += 1
-                error = errors.Timeout(deadline.timeout_ms)
-                # The embedded engine answers reads nobody waits for any more without running
-                # them: no success is recorded, but the store is answering all the same.
-                if (answered := self.inner.answered_at) is not None:
-                    self.breaker.last_answer_at = max(self.breaker.last_answer_at, answered)
-                self.breaker.record_timeout(probe, error)
-                raise error from None
+                raise self._timed_out(probe, deadline) from None
             except TRANSIENT as exc:
                 self.breaker.record_failure(probe, exc)
-                if not retry or attempt >= self.config.store_retries:
+                # none when the next attempt could not finish in time anyway
+                pause = backoff.next(left=deadline.remaining())
+                if pause is None:
                     raise
-                pause = full_jitter(attempt, base, cap)
-                if pause >= deadline.remaining():
-                    raise  # the next attempt could not finish in time anyway
-                attempt += 1
                 self.retries += 1
                 await anyio.sleep(pause)
                 continue
+            except anyio.get_cancelled_exc_class():
+                # the request's own scope, late by less than its grace: still this call's timeout
+                if deadline.expired:
+                    self._timed_out(probe, deadline)
+                else:
+                    self.breaker.release(probe)
+                raise
             except BaseException:
-                self.breaker.release(probe)  # cancelled, or the request itself is wrong
+                self.breaker.release(probe)  # the request itself is wrong
                 raise
             self.breaker.record_success(probe)
             return result
+
+    def _timed_out(self, probe: bool, deadline: Deadline) -> errors.Timeout:
+        self.timeouts += 1
+        error = deadline.error()
+        # The embedded engine answers reads nobody waits for any more without running
+        # them: no success is recorded, but the store is answering all the same.
+        if (answered := self.inner.answered_at) is not None:
+            self.breaker.last_answer_at = max(self.breaker.last_answer_at, answered)
+        self.breaker.record_timeout(probe, error)
+        return error
 
     # ---- Store
     async def open(self) -> None:

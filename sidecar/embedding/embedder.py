@@ -19,6 +19,7 @@ from loguru import logger
 
 from sidecar import errors
 from sidecar.config import EmbeddingConfig
+from sidecar.deadline import clamp
 from sidecar.embedding.base import DeadlineExceeded, Provider, State
 from sidecar.embedding.cache import EmbeddingCache, cache_key
 from sidecar.embedding.legacy_mock import DIMENSION as MOCK_DIMENSION
@@ -27,7 +28,7 @@ from sidecar.embedding.local import DIMENSION as LOCAL_DIMENSION
 from sidecar.embedding.local import MODEL as LOCAL_MODEL
 from sidecar.embedding.local import LocalProvider, local_model_installed
 
-DEFAULT_TIMEOUT = 30.0  # seconds, when the caller gives no deadline
+DEFAULT_TIMEOUT = 30.0  # seconds, outside a request when the caller gives no deadline
 
 # The environment variables each service's own tools read, first match wins.
 API_KEY_ENV: dict[str, tuple[str, ...]] = {
@@ -100,8 +101,9 @@ class Embedder:
 
     # -- embedding
     async def embed(self, texts: list[str], *, deadline: float | None = None) -> list[list[float]]:
-        """One vector per text, in order. ``deadline`` is an absolute ``anyio.current_time()``;
-        raises ``EmbeddingUnavailable`` or ``Timeout``."""
+        """One vector per text, in order. ``deadline`` is an absolute ``anyio.current_time()``
+        (default: the request's, sidecar/deadline.py; never later than it); raises
+        ``EmbeddingUnavailable`` or ``Timeout``."""
         if not texts:
             return []
         keys = [cache_key(self.provider, self.model, self.dimension, t) for t in texts]
@@ -114,8 +116,7 @@ class Embedder:
         if not todo:
             return out  # type: ignore[return-value]
         started = anyio.current_time()
-        if deadline is None:
-            deadline = started + self.default_timeout
+        deadline, request = clamp(deadline, self.default_timeout)
         unique = list(todo)
         vectors: list[list[float]] = []
         with anyio.CancelScope(deadline=deadline):
@@ -125,7 +126,8 @@ class Embedder:
             except DeadlineExceeded:
                 pass
         if len(vectors) < len(unique):
-            raise self._timeout(started, deadline)
+            raise self._timeout(request.timeout_ms if request is not None
+                                else max(0, round((deadline - started) * 1000)))
         for text, vector in zip(unique, vectors, strict=True):
             key = cache_key(self.provider, self.model, self.dimension, text)
             self.cache.put(key, vector)
@@ -145,9 +147,8 @@ class Embedder:
             logger.warning("embedding via {} failed: {}", self.provider, exc.message)
             raise
 
-    def _timeout(self, started: float, deadline: float) -> errors.Timeout:
+    def _timeout(self, ms: int) -> errors.Timeout:
         self._errors += 1
-        ms = max(0, round((deadline - started) * 1000))
         if self.state == "loading":
             message = (f"the local embedding model is still loading; it was not ready within "
                        f"the {ms} ms deadline")

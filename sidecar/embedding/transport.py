@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import random
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ import msgspec
 from loguru import logger
 
 from sidecar import errors
+from sidecar.backoff import Backoff
 from sidecar.embedding.base import DeadlineExceeded
 
 _REASON_MAX = 200
@@ -104,7 +104,6 @@ def retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-
 class HttpService:
     """Posts JSON to one service with retries bounded by the caller's deadline.
 
@@ -155,9 +154,8 @@ class HttpService:
         """POST ``body`` to ``base_url + path``; the raw body of the first 2xx answer."""
         url = self.base_url + path
         content = msgspec.json.encode(body)
-        attempt = 0
+        backoff = Backoff(self.backoff_base, self.backoff_cap, retries=self.max_attempts - 1)
         while True:
-            attempt += 1
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 raise DeadlineExceeded(self.service)
@@ -182,16 +180,15 @@ class HttpService:
                 if not retryable(status):
                     raise self.fail(status, reason)
                 wait = retry_after(response.headers)
-            if attempt >= self.max_attempts:
-                raise self.fail(status, f"{reason} (gave up after {attempt} attempts)")
-            if wait is None:
-                # Full jitter keeps many clients from retrying in lockstep.
-                wait = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** attempt))
-            if anyio.current_time() + wait >= deadline:
-                raise self.fail(status, f"{reason} (retry in {wait:.1f} s would pass the deadline)")
+            if backoff.exhausted:
+                raise self.fail(status, f"{reason} (gave up after {backoff.attempt + 1} attempts)")
+            pause = backoff.next(wait, left=deadline - anyio.current_time())
+            if pause is None:
+                detail = "a retry" if wait is None else f"a retry in {wait:.1f} s"
+                raise self.fail(status, f"{reason} ({detail} would pass the deadline)")
             logger.debug("{} answered {}; retry {} in {:.2f} s", self.service,
-                         status or "nothing", attempt, wait)
-            await anyio.sleep(wait)
+                         status or "nothing", backoff.attempt, pause)
+            await anyio.sleep(pause)
 
     async def aclose(self) -> None:
         await self._client.aclose()

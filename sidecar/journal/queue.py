@@ -20,7 +20,8 @@ import anyio
 import msgspec
 from loguru import logger
 
-from sidecar import errors
+from sidecar import deadline, errors
+from sidecar.backoff import Backoff
 from sidecar.config import Config
 from sidecar.domain.filters import Filter
 from sidecar.domain.probing import ProbeRule
@@ -32,7 +33,7 @@ from sidecar.journal.entry import (
     upsert_probed,
 )
 from sidecar.journal.log import Journal
-from sidecar.resilience import TRANSIENT, ResilientStore, current_request_deadline, full_jitter
+from sidecar.resilience import TRANSIENT, ResilientStore
 from sidecar.store.base import Point, Store
 
 # Limits of one coalesced apply (one store call).
@@ -93,7 +94,9 @@ class WriteQueue:
         self._probed: dict[str, dict[ProbeRule, QueuedWrite]] = {}
         self._wake = anyio.Event()
         self._isolate_until = 0  # apply one by one up to this seq (finding a rejected write)
-        self._attempt = 0
+        # pauses of the applier while the store is unavailable
+        self._backoff = Backoff(config.store_retry_base_ms / 1000,
+                                config.store_retry_max_ms / 1000)
         self.stalled = False  # the last apply failed for want of a store
         self.last_error: str | None = None
         self.last_error_at: float | None = None
@@ -170,11 +173,10 @@ class WriteQueue:
         await self.log.commit(seq)
         # From here on the write is durable: it may be acknowledged.
         self._wake.set()
-        if not p.settled.is_set() and not self.stalled:
-            request = current_request_deadline()
-            budget = self.config.write_timeout_ms / 1000
-            if request is not None:
-                budget = min(budget, request.remaining())
+        # The wait ends at the request's deadline; past it, no wait at all (no checkpoint for
+        # the request's scope to cancel this reply at).
+        budget = deadline.remaining(self.config.write_timeout_ms / 1000)
+        if budget > 0 and not p.settled.is_set() and not self.stalled:
             p.waiting = True
             with anyio.move_on_after(budget):
                 await p.settled.wait()
@@ -257,7 +259,7 @@ class WriteQueue:
             logger.info("store reachable again: applying queued writes ({} left)",
                         len(self.pending) - len(batch))
         self.stalled = False
-        self._attempt = 0
+        self._backoff.reset()
         self._done(batch)
         return "applied"
 
@@ -348,10 +350,8 @@ class WriteQueue:
     def _pause(self) -> float:
         """Seconds before the next try after a stall: full-jitter backoff, and never before
         the breaker lets a probe through."""
-        base = self.config.store_retry_base_ms / 1000
-        cap = self.config.store_retry_max_ms / 1000
-        pause = max(base, full_jitter(self._attempt, base, cap))
-        self._attempt = min(self._attempt + 1, 30)
+        # never None: no retry limit, and the applier has no request deadline
+        pause = max(self._backoff.base, self._backoff.next() or 0.0)
         store = self._any_store()
         retry_at = store.breaker.retry_at() if isinstance(store, ResilientStore) else None
         if retry_at is not None:

@@ -22,9 +22,10 @@ from loguru import logger
 
 from sidecar import errors
 from sidecar.config import ConfigError, RerankerConfig
+from sidecar.deadline import clamp, expired
 from sidecar.embedding.transport import DeadlineExceeded, HttpService
 
-DEFAULT_TIMEOUT = 30.0  # seconds, when the caller gives no deadline
+DEFAULT_TIMEOUT = 30.0  # seconds, outside a request when the caller gives no deadline
 VOYAGE_KEY_ENV = "VOYAGE_API_KEY"
 
 T = TypeVar("T")
@@ -75,13 +76,13 @@ class Reranker(ABC):
     async def rerank(self, query: str, documents: list[str], top_k: int,
                      deadline: float | None = None) -> list[tuple[int, float]]:
         """``(index into documents, relevance score)``, best first, at most ``top_k``.
-        Raises ``EmbeddingUnavailable`` or ``Timeout``."""
+        ``deadline`` as for ``Embedder.embed``. Raises ``EmbeddingUnavailable`` or
+        ``Timeout``."""
         if not documents or top_k <= 0:
             return []
         top_k = min(top_k, len(documents))
         started = anyio.current_time()
-        if deadline is None:
-            deadline = started + DEFAULT_TIMEOUT
+        deadline, request = clamp(deadline, DEFAULT_TIMEOUT)
         self._calls += 1
         self._documents += len(documents)
         self._last_call_at = int(time.time() * 1000)
@@ -97,7 +98,8 @@ class Reranker(ABC):
                 raise
         if raw is None:
             self._errors += 1
-            ms = max(0, round((deadline - started) * 1000))
+            ms = (request.timeout_ms if request is not None
+                  else max(0, round((deadline - started) * 1000)))
             raise errors.Timeout(ms, f"reranking via {self.provider} exceeded the {ms} ms deadline")
         try:
             scored = self._decode(raw)
@@ -189,13 +191,16 @@ async def rerank_candidates(
 ) -> tuple[list[tuple[T, float]], bool]:
     """Second stage of a search: rerank ``candidates`` (item, embedding score), whose texts
     are ``documents``, and keep the best ``limit`` with their rerank scores. When there is
-    no reranker or it fails, the embedding order and scores are kept (and logged). Returns
-    the results and whether they were reranked."""
+    no reranker or it fails, the embedding order and scores are kept (and logged) — unless
+    the request's deadline passed meanwhile (``Timeout``). Returns the results and whether
+    they were reranked."""
     if reranker is None or not candidates:
         return candidates[:limit], False
     try:
         ranked = await reranker.rerank(query, documents, limit, deadline)
     except errors.MemorydError as exc:
+        if expired():
+            raise  # the request's deadline passed: no time left to answer with
         reranker.note_fallback()
         logger.warning("reranking failed, keeping embedding order: {}", exc.message)
         return candidates[:limit], False

@@ -11,9 +11,10 @@ from typing import Any
 import anyio
 import pytest
 
-from sidecar import errors
+from sidecar import deadline, errors
+from sidecar.backoff import Backoff
 from sidecar.config import Config
-from sidecar.resilience import CircuitBreaker, ResilientStore, full_jitter, request_timeout
+from sidecar.resilience import CircuitBreaker, ResilientStore
 from sidecar.store.qdrant import QdrantStore
 from tests.fakes.proxy import CutProxy
 from tests.fakes.qdrant_rest import FakeQdrantProcess
@@ -132,11 +133,28 @@ def test_timeouts_count_only_while_the_store_answers_nothing() -> None:
     assert breaker.state == "closed"
 
 
+def jitter(attempt: int, base: float, cap: float) -> float:
+    backoff = Backoff(base, cap)
+    backoff.attempt = attempt
+    return backoff.jitter()
+
+
 def test_full_jitter_stays_under_the_cap() -> None:
-    values = [full_jitter(attempt, 0.05, 1.0) for attempt in range(12) for _ in range(50)]
+    values = [jitter(attempt, 0.05, 1.0) for attempt in range(12) for _ in range(50)]
     assert all(0 <= v <= 1.0 for v in values)
     assert max(values) > 0.5  # large attempts do reach towards the cap
-    assert all(full_jitter(0, 0.05, 1.0) <= 0.05 for _ in range(50))
+    assert all(jitter(0, 0.05, 1.0) <= 0.05 for _ in range(50))
+    assert 0 <= jitter(5000, 0.05, 1.0) <= 1.0  # a loop that never gives up stays finite
+
+
+def test_backoff_gives_up_when_retries_or_the_deadline_run_out() -> None:
+    backoff = Backoff(0.01, 0.02, retries=2)
+    assert backoff.next(left=10) is not None and backoff.next(left=10) is not None
+    assert backoff.exhausted and backoff.next(left=10) is None
+    backoff.reset()
+    assert backoff.next(5.0, left=10) == 5.0  # a server's Retry-After replaces the jitter
+    assert backoff.next(5.0, left=4.9) is None  # it would end past the deadline
+    assert backoff.attempt == 1
 
 
 # -- against a real HTTP endpoint ----------------------------------------------------------
@@ -202,7 +220,7 @@ async def test_hanging_endpoint_times_out_at_the_request_deadline(proxy: CutProx
     await store.ensure_collection(4, [])
     proxy.set_mode("hang")
     started = anyio.current_time()
-    with request_timeout(300), pytest.raises(errors.Timeout) as caught:
+    with pytest.raises(errors.Timeout) as caught, deadline.within(300):
         await store.count(None)
     elapsed = anyio.current_time() - started
     assert caught.value.extra == {"timeoutMs": 300}

@@ -1,0 +1,127 @@
+"""One deadline per request: ``timeoutMs`` (else the method's operation class) bounds all of
+it — embedding, reranking, store calls and the wait for a journaled write — through real
+memoryd processes. The model services are local HTTP servers that take the request and do
+not answer; the stalled store is the embedded engine's worker process, stopped (SIGSTOP)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.embedding.fake_service import FakeService, Reply
+from tests.rerank.test_rerank import vllm
+from tests.resilience.test_outage import journal_depth, memory, vec, wait_for
+from tests.server.test_concurrency import HeldEmbeddings
+
+# Far below the 30 s the embedder and reranker used to allow themselves, far above the few
+# hundred ms asked for: the reply came from the request's deadline (no tight timing).
+BOUND = 5.0
+
+
+def timed(client: Any, method: str, params: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    reply = client.request(method, params)
+    return reply, time.monotonic() - started
+
+
+def timeout_data(ms: int) -> dict[str, Any]:
+    return {"kind": "timeout", "retryable": True, "timeoutMs": ms}
+
+
+def test_a_hanging_embedding_service_ends_at_the_requests_deadline(
+        memoryd_factory: Any) -> None:
+    """Texts starting with "hold" are never answered (until the test ends)."""
+    held = HeldEmbeddings()
+    with held.service:
+        server = memoryd_factory(env={
+            "MEMORYD_EMBEDDING__PROVIDER": "vllm",
+            "MEMORYD_EMBEDDING__BASE_URL": held.service.url + "/v1",
+            "MEMORYD_EMBEDDING__MODEL": "fake-embedder", "MEMORYD_READ_TIMEOUT_MS": "700"})
+        with server.connect() as c:
+            saved = c.result("memory.save", {"category": "fact", "content": "tea is brewed"})
+            reply, elapsed = timed(c, "memory.search", {"query": "hold: tea", "timeoutMs": 300})
+            assert reply["error"]["data"] == timeout_data(300), reply
+            assert "embedding via vllm" in reply["error"]["message"]
+            assert elapsed < BOUND
+            # no timeoutMs: the read class's deadline bounds the embedding too; a larger
+            # timeoutMs does not lengthen it
+            for params in ({"query": "hold: tea"}, {"query": "hold: tea", "timeoutMs": 60_000}):
+                reply, elapsed = timed(c, "memory.search", params)
+                assert reply["error"]["data"] == timeout_data(700), reply
+                assert elapsed < BOUND
+            # a write whose text cannot be embedded in time is not saved
+            reply = c.request("memory.save", {"category": "fact", "content": "hold: coffee",
+                                              "timeoutMs": 300})
+            assert reply["error"]["data"] == timeout_data(300), reply
+            held.wait_arrived(4)  # each of them did reach the service
+            # memoryd goes on serving while those calls still hang
+            hits = c.result("memory.search", {"query": "tea is brewed", "threshold": 0})
+            assert [h["entry"]["id"] for h in hits] == [saved["id"]]
+            assert c.result("memory.stats")["total"] == 1
+            assert c.result("system.stats")["embedding"]["errors"] == 4
+
+
+def test_a_hanging_rerank_service_ends_at_the_requests_deadline(memoryd_factory: Any) -> None:
+    release = threading.Event()
+    with FakeService(lambda seen: Reply(200, b"", hold=release)) as service:
+        server = memoryd_factory(env={
+            "MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_RERANKER__ENABLED": "true",
+            "MEMORYD_RERANKER__PROVIDER": "vllm", "MEMORYD_RERANKER__BASE_URL": service.url})
+        docs = [("cats purr", [1.0, 0.0, 0.0]), ("tea is brewed", [0.9, 0.1, 0.0])]
+        params = {"query": "tea", "vector": [1.0, 0.0, 0.0], "limit": 1, "threshold": 0,
+                  "rerank": True}
+        with server.connect() as c:
+            c.result("memory.saveBatch", {"inputs": [
+                {"category": "fact", "content": d, "vector": v} for d, v in docs]})
+            reply, elapsed = timed(c, "memory.searchWithRerank", {**params, "timeoutMs": 300})
+            assert reply["error"]["data"] == timeout_data(300), reply
+            assert "reranking via vllm" in reply["error"]["message"]
+            assert elapsed < BOUND
+            stats = c.result("system.stats")["reranking"]
+            assert stats["errors"] == 1 and stats["fallbacks"] == 0  # a timeout, not a fallback
+            # the service answers again: reranked as before
+            service.responder = vllm
+            release.set()
+            out = c.result("memory.searchWithRerank", params)
+            assert [r["entry"]["content"] for r in out] == ["tea is brewed"]
+
+
+@pytest.mark.parametrize("journal", [True, False], ids=["journal", "no-journal"])
+def test_a_write_to_a_stalled_store_answers_within_its_timeout(memoryd_factory: Any,
+                                                               journal: bool) -> None:
+    """Journaled, the write is durable: ``queued: true`` at the deadline, applied once the
+    store is back. Without the journal it is a ``timeout``."""
+    server = memoryd_factory("--dimension", "4", env={
+        "MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_SWEEP_INTERVAL": "0",
+        "MEMORYD_JOURNAL": "true" if journal else "false"})
+    with server.connect() as c:
+        acknowledged = [c.result("memory.save", memory(0))]
+        worker = c.result("system.health")["checks"]["store"]["detail"]["workerPid"]
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            reply, elapsed = timed(c, "memory.save", {**memory(1), "timeoutMs": 400})
+            read, _ = timed(c, "memory.search", {"query": "x", "vector": vec(1),
+                                                 "timeoutMs": 300})
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        assert elapsed < BOUND
+        assert read["error"]["data"] == timeout_data(300), read
+        if journal:
+            assert reply["result"]["queued"] is True, reply
+            acknowledged.append(reply["result"])
+        else:
+            assert reply["error"]["data"] == timeout_data(400), reply
+        # the store is back: memoryd serves, and every acknowledged write is there
+        acknowledged.append(c.result("memory.save", memory(2)))
+        if journal:
+            wait_for(lambda: journal_depth(c) == 0, "the journal to drain")
+        for entry in acknowledged:
+            assert c.result("memory.get", {"id": entry["id"]})["content"] == entry["content"]
+        hits = c.result("memory.search", {"query": "x", "vector": vec(2), "threshold": 0,
+                                           "limit": 10})
+        assert {h["entry"]["id"] for h in hits} >= {e["id"] for e in acknowledged}
