@@ -101,7 +101,7 @@ class Writer(threading.Thread):
                 while not self.stop.is_set():
                     self._save(client, f"zz during-run filler record {n}")
                     n += 1
-                    time.sleep(0.2)
+                    time.sleep(0.5)
         except BaseException as exc:  # reported by the test
             self.error = exc
 
@@ -136,7 +136,7 @@ class Reader(threading.Thread):
 def test_reembed_to_the_local_model_while_writing(memoryd_factory: Any, short_tmp: Path
                                                   ) -> None:
     server = memoryd_factory(env=MOCK)
-    fillers = [f"zz filler record {i}: nothing to see here" for i in range(200)]
+    fillers = [f"zz filler record {i}: nothing to see here" for i in range(100)]
     before, during = MEMORIES[:15], MEMORIES[15:]
     with server.connect() as c:
         for start in range(0, len(fillers), 100):
@@ -264,6 +264,13 @@ def test_reembed_stopped_killed_and_rerun_ends_the_same(memoryd_factory: Any, sh
 
     server = memoryd_factory(env=slow, root=short_tmp)
     assert status(server)["unfinished"]
+    with server.connect() as c:  # saved while no job runs: the rerun picks them up
+        more = [f"record {i:04d} of the archive" for i in range(len(contents), len(contents) + 5)]
+        entries = c.result("memory.saveBatch", {"inputs": [
+            {"category": "note", "content": text, "vector": [1.0] + [0.0] * 383}
+            for text in more]})["entries"]
+        saved.update((e["id"], e["content"]) for e in entries)
+        contents += more
     done = reembed(server, "--provider", "legacy-mock", "--json")
     assert done.returncode == 0, done.stderr
     result = msgspec.json.decode(done.stdout.strip().splitlines()[-1])
@@ -286,6 +293,20 @@ def test_reembed_stopped_killed_and_rerun_ends_the_same(memoryd_factory: Any, sh
     assert status(server)["old"] == []
     assert server.call("memory.stats", {})["result"]["total"] == len(contents)
 
+    # a crash now: the journal may still hold (applied) writes to the old collection; replayed
+    # at start they change nothing, and nothing waits for a store that is gone
+    server.proc.kill()
+    server.proc.wait(30)
+    server = memoryd_factory(env=slow, root=short_tmp)
+    stats = server.call("system.stats")["result"]["journal"]
+    assert stats["replayedAtStart"] > 0  # the 5 saves, to the old collection
+    wait_for(lambda: server.call("system.stats")["result"]["journal"]["depth"] == 0,
+             "the journal to be applied")
+    journal = server.call("system.health")["result"]["checks"]["journal"]
+    assert journal["ok"] and journal["setAside"] == 0
+    assert server.call("memory.stats", {})["result"]["total"] == len(contents)
+    assert not old_dir.exists()
+
 
 def test_reembed_refusals(memoryd_factory: Any, short_tmp: Path) -> None:
     server = memoryd_factory(env={**MOCK, "OPENAI_API_KEY": "", "MEMORYD_DIMENSION": "384"})
@@ -305,3 +326,28 @@ def test_reembed_refusals(memoryd_factory: Any, short_tmp: Path) -> None:
     server.stop()
     gone = reembed(server, "--provider", "local", timeout=DEADLINE)
     assert gone.returncode == 1 and "memoryd serve" in gone.stderr
+
+
+def test_reembed_on_a_qdrant_client_store(memoryd_factory: Any, short_tmp: Path) -> None:
+    """The same job through qdrant-client (its local mode standing in for a server): the new
+    collection beside the old one on the same client, the old one deleted by --drop-old."""
+    env = {"MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_QDRANT_PATH": str(short_tmp / "q")}
+    server = memoryd_factory(env=env)
+    contents = [f"note {i} on the shelf" for i in range(150)]
+    with server.connect() as c:
+        c.result("memory.saveBatch", {"inputs": [
+            {"category": "note", "content": text, "vector": [0.0, 1.0] + [0.0] * 382}
+            for text in contents]})
+    done = reembed(server, "--provider", "legacy-mock", "--drop-old", "--json")
+    assert done.returncode == 0, done.stderr
+    target = msgspec.json.decode(done.stdout.strip().splitlines()[-1])["collection"]
+    assert status(server)["old"] == []
+    server.stop()
+    collections = sorted(p.name for p in (short_tmp / "q" / "collection").iterdir())
+    assert collections == [target]
+    server = memoryd_factory(env={**env, "MEMORYD_EMBEDDING__PROVIDER": "legacy-mock"},
+                             root=short_tmp)
+    with server.connect() as c:
+        assert c.result("system.hello")["collection"] == target
+        hits = c.result("memory.search", {"query": contents[42], "limit": 1})
+        assert hits[0]["entry"]["content"] == contents[42] and hits[0]["score"] > 0.999
