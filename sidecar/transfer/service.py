@@ -50,7 +50,7 @@ async def describe(app: App) -> rec.Description:
     await settle(app)
     store = app.store
     collection = app.config.collection
-    dimension = app.config.dimension or store.dimension
+    dimension = app.dimension
     model = await app.guard.recorded(collection) if app.guard is not None else None
     spaces = [rec.SpaceInfo(rec.MEMORIES, collection, dimension, rec.DISTANCE, model,
                             await store.count(None) if store.dimension is not None else 0)]
@@ -65,11 +65,15 @@ async def describe(app: App) -> rec.Description:
         spaces.append(rec.SpaceInfo(rec.kv_space(namespace), space.collection,
                                     space.store.dimension, rec.DISTANCE, None,
                                     await space.view.count(None)))
-    embedder = app.embedder
-    embedding = (None if embedder is None
-                 else {"provider": embedder.provider, "model": embedder.model})
-    return rec.Description(rec.FORMAT, rec.VERSION, __version__, spaces, embedding,
+    return rec.Description(rec.FORMAT, rec.VERSION, __version__, spaces, _embedding(app),
                            app.config.kv_max_namespaces)
+
+
+def _embedding(app: App) -> dict[str, str] | None:
+    """The provider and model this memoryd embeds with, if any."""
+    embedder = app.embedder
+    return None if embedder is None else {"provider": embedder.provider,
+                                          "model": embedder.model}
 
 
 async def _read_view(app: App, space: str) -> Store | None:
@@ -123,13 +127,9 @@ async def import_records(app: App, params: rec.ImportParams) -> dict[str, int | 
 async def _memories_for_import(app: App, params: rec.ImportParams, dimension: int) -> Writer:
     collection = app.config.collection
     recorded = await app.guard.recorded(collection) if app.guard is not None else None
-    embedder = app.embedder
-    embedding = (None if embedder is None
-                 else {"provider": embedder.provider, "model": embedder.model})
     problem = rec.mismatch(
         rec.MEMORIES, source_dimension=dimension, source_model=params.model,
-        target_dimension=app.config.dimension or app.store.dimension, target_model=recorded,
-        embedding=embedding)
+        target_dimension=app.dimension, target_model=recorded, embedding=_embedding(app))
     if problem is not None:
         raise problem
     await app.ensure_dimension(dimension)
