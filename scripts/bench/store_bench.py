@@ -14,7 +14,9 @@ categories) are loaded and measured twice:
 
 Measured: save-with-vector batches (median batch latency, memories/s), filtered search
 (category any-of two, default namespace, limit 10, p50/p99), list (newest 100, p50), stats
-(p50). The table shows the ratio memoryd/in-process of the medians. Then ``system.health``
+(p50). The table shows the ratio memoryd/in-process of the medians, then where the time goes:
+CPU per operation (psutil) of this process (the client, or the whole in-process call),
+memoryd's main process and its engine workers. Then ``system.health``
 p99 while other connections search and save flat out (target < 50 ms), and, unless
 ``--no-optimize``, the HNSW trade-off in-process: build time, search latency exact vs
 indexed, and recall@10 of the index against exact search.
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from benchkit import Client, Memoryd, percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -75,6 +78,36 @@ def timed(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+class Cpu:
+    """CPU time per operation of this process, memoryd's main process and its engine workers
+    (the children running ``sidecar.store.engine``)."""
+
+    def __init__(self, memoryd_pid: int | None = None) -> None:
+        self.me = psutil.Process()
+        self.main = psutil.Process(memoryd_pid) if memoryd_pid else None
+        self.totals: dict[str, dict[str, float]] = {}
+
+    def _now(self) -> dict[str, float]:
+        def seconds(process: psutil.Process) -> float:
+            times = process.cpu_times()
+            return times.user + times.system
+
+        out = {"client": seconds(self.me)}
+        if self.main is not None:
+            out["main"] = seconds(self.main)
+            out["worker"] = sum(seconds(c) for c in self.main.children()
+                                if "sidecar.store.engine" in " ".join(c.cmdline()))
+        return out
+
+    def measure(self, name: str, runs: list[Callable[[], Any]]) -> list[float]:
+        """Run each callable, timed; CPU per run (ms) goes to ``totals[name]``."""
+        before = self._now()
+        samples = [timed(run) for run in runs]
+        after = self._now()
+        self.totals[name] = {k: (after[k] - before[k]) * 1000 / len(runs) for k in before}
+        return samples
+
+
 def search_params(vector: list[float]) -> dict[str, Any]:
     return {"query": "bench", "vector": vector, "category": SEARCH_CATEGORIES, "limit": 10,
             "threshold": 0.0}
@@ -84,23 +117,23 @@ def bench_memoryd(data: Data, count: int, args: argparse.Namespace, root: Path
                   ) -> dict[str, Any]:
     server = Memoryd(root)
     client = server.client
+    cpu = Cpu(server.proc.pid)
     try:
-        batch_ms = []
-        for start in range(0, count, args.batch):
-            inputs = [{**data.memory(i), "vector": data.vectors[i].tolist()}
-                      for i in range(start, min(count, start + args.batch))]
-            batch_ms.append(timed(lambda inputs=inputs: client.call(
-                "memory.saveBatch", {"inputs": inputs})))
-        out = saves(batch_ms, count)
+        batches = [[{**data.memory(i), "vector": data.vectors[i].tolist()}
+                    for i in range(start, min(count, start + args.batch))]
+                   for start in range(0, count, args.batch)]
+        out = saves(cpu.measure("saveBatch", [
+            lambda inputs=inputs: client.call("memory.saveBatch", {"inputs": inputs})
+            for inputs in batches]), count)
         qs = [data.queries[i].tolist() for i in range(args.queries)]
         client.call("memory.search", search_params(qs[0]))  # warm
-        out["search"] = latencies([timed(lambda q=q: client.call("memory.search",
-                                                                search_params(q)))
-                                   for q in qs])
-        out["list"] = latencies([timed(lambda: client.call("memory.list", {"limit": 100}))
-                                 for _ in range(args.small_runs)])
-        out["stats"] = latencies([timed(lambda: client.call("memory.stats"))
-                                  for _ in range(args.small_runs)])
+        out["search"] = latencies(cpu.measure("search", [
+            lambda q=q: client.call("memory.search", search_params(q)) for q in qs]))
+        out["list"] = latencies(cpu.measure("list", [
+            lambda: client.call("memory.list", {"limit": 100})] * args.small_runs))
+        out["stats"] = latencies(cpu.measure("stats", [
+            lambda: client.call("memory.stats")] * args.small_runs))
+        out["cpu"] = cpu.totals
         assert client.call("memory.stats")["total"] == count
         out["health"] = health_under_load(server.socket, data, args)
         return out
@@ -171,18 +204,18 @@ def bench_inprocess(data: Data, count: int, args: argparse.Namespace, root: Path
     for index in PAYLOAD_INDEXES:
         shard.update(qe.UpdateOperation.create_field_index(
             index.key, _schema(index.key, index.schema)))
+    cpu = Cpu()
     try:
-        batch_ms = []
-        for start in range(0, count, args.batch):
-            def save(start: int = start) -> None:
-                now = time.time_ns() // 1_000_000
-                shard.update(qe.UpdateOperation.upsert_points([
-                    qe.Point(str(uuid.uuid4()), data.vectors[i].tolist(), {
-                        "type": "memory", **data.memory(i), "createdAt": now,
-                        "accessedAt": now, "expiresAt": 0, "namespace": NAMESPACE})
-                    for i in range(start, min(count, start + args.batch))]))
-            batch_ms.append(timed(save))
-        out = saves(batch_ms, count)
+        def save(start: int) -> None:
+            now = time.time_ns() // 1_000_000
+            shard.update(qe.UpdateOperation.upsert_points([
+                qe.Point(str(uuid.uuid4()), data.vectors[i].tolist(), {
+                    "type": "memory", **data.memory(i), "createdAt": now,
+                    "accessedAt": now, "expiresAt": 0, "namespace": NAMESPACE})
+                for i in range(start, min(count, start + args.batch))]))
+
+        out = saves(cpu.measure("saveBatch", [
+            lambda start=start: save(start) for start in range(0, count, args.batch)]), count)
         search_filter = to_edge(queries.search_filter(NAMESPACE, now=int(time.time() * 1000),
                                                       category=SEARCH_CATEGORIES))
         qs = [data.queries[i].tolist() for i in range(args.queries)]
@@ -193,8 +226,9 @@ def bench_inprocess(data: Data, count: int, args: argparse.Namespace, root: Path
                 with_vector=False, score_threshold=0.0))
 
         search(qs[0])
-        out["search"] = latencies([timed(lambda q=q: search(q)) for q in qs])
-        out["list"] = latencies([timed(lambda: list_newest(shard)) for _ in range(args.small_runs)])
+        out["search"] = latencies(cpu.measure("search", [lambda q=q: search(q) for q in qs]))
+        out["list"] = latencies(cpu.measure("list", [lambda: list_newest(shard)]
+                                            * args.small_runs))
         memory_filter = to_edge(queries.all_memories_filter())
 
         def stats() -> None:
@@ -203,7 +237,8 @@ def bench_inprocess(data: Data, count: int, args: argparse.Namespace, root: Path
             shard.facet(qe.FacetRequest("category", limit=1000, exact=True,
                                         filter=memory_filter))
 
-        out["stats"] = latencies([timed(stats) for _ in range(args.small_runs)])
+        out["stats"] = latencies(cpu.measure("stats", [stats] * args.small_runs))
+        out["cpu"] = cpu.totals
         if args.optimize:
             out["hnsw"] = hnsw_tradeoff(shard, search, qs, out["search"])
         return out
@@ -273,6 +308,15 @@ def table(results: dict[int, dict[str, Any]], args: argparse.Namespace) -> str:
             rows.append(f"| {size:,} | {label} p50 ms (p99) | {md[op]['p50']:.2f} "
                         f"({md[op]['p99']:.2f}) | {ip[op]['p50']:.2f} ({ip[op]['p99']:.2f}) "
                         f"| {md[op]['p50'] / ip[op]['p50']:.2f} |")
+    rows.append("")
+    rows.append("| N | operation | CPU ms per operation: client / memoryd / engine worker | "
+                "in-process |")
+    rows.append("|---|---|---|---|")
+    for size, r in results.items():
+        md, ip = r["memoryd"]["cpu"], r["inprocess"]["cpu"]
+        for op in ("saveBatch", "search", "list", "stats"):
+            rows.append(f"| {size:,} | {op} | {md[op]['client']:.2f} / {md[op]['main']:.2f} / "
+                        f"{md[op]['worker']:.2f} | {ip[op]['client']:.2f} |")
     rows.append("")
     rows.append("| N | system.health under load: p50 / p99 / max ms | samples | "
                 "searches/s | saved/s |")
