@@ -237,7 +237,9 @@ class Reembedder:
         self.embedded = 0  # records written to the new collection by this process
         self.deleted = 0
         self._stop = False
+        self._embedding: anyio.CancelScope | None = None  # cancelled by stop()
         self._wake = anyio.Event()
+        self._starting = anyio.Lock()
         self._target: ResilientStore | None = None
 
     # ---- requests
@@ -258,6 +260,10 @@ class Reembedder:
     async def start(self, params: ReembedParams) -> dict[str, Any]:
         """Start (or resume) a job re-embedding with ``params``' model; with only
         ``dropOld``, drop the collections earlier switches left."""
+        async with self._starting:
+            return await self._start(params)
+
+    async def _start(self, params: ReembedParams) -> dict[str, Any]:
         app = self.app
         if params.provider is None:
             if not params.dropOld:
@@ -289,14 +295,15 @@ class Reembedder:
                 raise errors.ValidationError.at(
                     "$.provider", f"collection {app.config.collection!r} is already embedded "
                     f"with {embedder.provider} {embedder.model!r}")
-            if job is not None:  # another model asked for: the unfinished copy goes
-                await self._drop(job.target)
             started = int(time.time() * 1000)
-            job = Job(params.provider, params.model, params.dimensions, params.baseUrl,
+            new = Job(params.provider, params.model, params.dimensions, params.baseUrl,
                       app.config.collection, target_name(self.configured, params.provider,
                                                          started),
                       started, bool(params.dropOld))
-        self._embedder(job)  # a provider that cannot work is refused now, not in the job
+            await self._embedder(new).aclose()  # a provider that cannot work: refused now
+            if job is not None:  # another model asked for: the unfinished copy goes
+                await self._drop(job.target)
+            job = new
         state.job = job
         await anyio.to_thread.run_sync(save_state, app.config, state)
         self.job, self.state, self.error, self._stop = job, "running", None, False
@@ -308,6 +315,8 @@ class Reembedder:
     def stop(self) -> dict[str, Any]:
         if self.state == "running":
             self._stop = True
+            if self._embedding is not None:  # nothing written yet: the page is redone
+                self._embedding.cancel()
         return self.snapshot()
 
     # ---- the background task
@@ -357,6 +366,8 @@ class Reembedder:
             changed = await self._pass(embedder)
             while changed > QUIET and self.passes < MAX_PASSES:
                 changed = await self._pass(embedder)
+            if self._stop:
+                raise Stopped
             await self._switch(embedder)
             switched = True
         finally:
@@ -425,7 +436,15 @@ class Reembedder:
 
     async def _write(self, embedder: Embedder, records: list[Record]) -> None:
         texts = await self._texts(records)
-        vectors = await embedder.embed(texts, deadline=anyio.current_time() + EMBED_TIMEOUT)
+        stoppable = self.state == "running"  # not once the switch began
+        with anyio.CancelScope() as scope:
+            self._embedding = scope if stoppable else None
+            if stoppable and self._stop:
+                scope.cancel()
+            vectors = await embedder.embed(texts, deadline=anyio.current_time() + EMBED_TIMEOUT)
+        self._embedding = None
+        if scope.cancelled_caught:
+            raise Stopped
         target = self._target
         assert target is not None
         if target.dimension is None:
