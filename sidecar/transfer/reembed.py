@@ -236,6 +236,7 @@ class Reembedder:
         self.total: int | None = None  # records in the old collection when the pass began
         self.embedded = 0  # records written to the new collection by this process
         self.deleted = 0
+        self.paused_ms: int | None = None  # how long the switch refused writes
         self._stop = False
         self._embedding: anyio.CancelScope | None = None  # cancelled by stop()
         self._wake = anyio.Event()
@@ -250,7 +251,7 @@ class Reembedder:
                 "provider": job.provider if job else None, "model": job.model if job else None,
                 "source": job.source if job else None, "target": job.target if job else None,
                 "pass": self.passes, "scanned": self.scanned, "total": self.total,
-                "embedded": self.embedded, "deleted": self.deleted,
+                "embedded": self.embedded, "deleted": self.deleted, "pausedMs": self.paused_ms,
                 "collection": self.app.config.collection,
                 "servedModel": msgspec.to_builtins(state.served_model),
                 "old": state.old,
@@ -308,7 +309,7 @@ class Reembedder:
         await anyio.to_thread.run_sync(save_state, app.config, state)
         self.job, self.state, self.error, self._stop = job, "running", None, False
         self.passes = self.scanned = self.embedded = self.deleted = 0
-        self.total = None
+        self.total = self.paused_ms = None
         self._wake.set()
         return self.snapshot()
 
@@ -490,6 +491,7 @@ class Reembedder:
         self.state = "switching"
         app.writes_paused = ("memoryd is switching to the re-embedded collection; retry in a "
                              "moment")
+        paused_at = time.monotonic()
         try:
             await self._drain(job.source)
             await self._pass(embedder, paused=True)
@@ -514,10 +516,11 @@ class Reembedder:
             app.switch_collection(job.target, target, embedder)
         finally:
             app.writes_paused = None
+            self.paused_ms = round((time.monotonic() - paused_at) * 1000)
         self.state = "done"
-        logger.info("reembed: now serving {} embedded with {} {} ({} records); {} stays until "
-                    "`memoryd reembed --drop-old`", job.target, embedder.provider,
-                    embedder.model, self.scanned, job.source)
+        logger.info("reembed: now serving {} embedded with {} {} ({} records; writes paused "
+                    "{} ms); {} stays until `memoryd reembed --drop-old`", job.target,
+                    embedder.provider, embedder.model, self.scanned, self.paused_ms, job.source)
         with anyio.CancelScope(shield=True):
             if old_embedder is not None:
                 await old_embedder.aclose()
