@@ -85,7 +85,7 @@ class Writer(threading.Thread):
         super().__init__(daemon=True)
         self.server, self.contents = server, contents
         self.saved: dict[str, str] = {}
-        self.retried = 0
+        self.times: list[float] = []  # when each save was acknowledged
         self.done_contents = threading.Event()
         self.stop = threading.Event()
         self.error: BaseException | None = None
@@ -108,6 +108,7 @@ class Writer(threading.Thread):
     def _save(self, client: RawClient, content: str) -> None:
         entry = retrying(client, "memory.save", {"category": "fact", "content": content})
         self.saved[entry["id"]] = content
+        self.times.append(time.monotonic())
 
 
 class Reader(threading.Thread):
@@ -151,18 +152,17 @@ def test_reembed_to_the_local_model_while_writing(memoryd_factory: Any, short_tm
     writer, reader = Writer(server, during), Reader(server)
     writer.start()
     reader.start()
-    started = time.monotonic()
     try:
         run = subprocess.Popen(command(server, "--provider", "local", "--json"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=cli_env())
         wait_for(lambda: status(server)["state"] == "running", "the job to run")
-        answers_at_start = reader.answers
+        running_since, answers_at_start = time.monotonic(), reader.answers
         out, err = run.communicate(timeout=RUN_TIMEOUT)
         assert run.returncode == 0, err
-        # the writer's memories all went in while the job ran (it was still loading the model)
-        assert writer.done_contents.is_set(), "the writer was slower than the whole re-embedding"
-        time.sleep(0.3)  # a few saves after the switch too
+        switched_at = time.monotonic()
+        assert len([t for t in writer.times if running_since < t < switched_at]) >= 3
+        writer.done_contents.wait(DEADLINE)  # the rest of them (if any) after the switch
     finally:
         writer.stop.set()
         reader.stop.set()
@@ -179,7 +179,6 @@ def test_reembed_to_the_local_model_while_writing(memoryd_factory: Any, short_tm
     progress = [msgspec.json.decode(line) for line in err.splitlines() if line.startswith("{")]
     assert progress[-1]["progress"] == "reembed" and progress[-1]["state"] == "done"
     assert progress[-1]["done"] == progress[-1]["total"] >= len(fillers) + len(before)
-    assert time.monotonic() - started < RUN_TIMEOUT
 
     saved.update(writer.saved)
     with server.connect() as c:
