@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from tests.support import Memoryd
 
@@ -312,3 +313,28 @@ def test_without_a_memoryd_the_cli_says_how_to_start_one(short_tmp: Path) -> Non
                                "--batch", bad, *nowhere], capture_output=True, text=True,
                               timeout=60)
         assert done.returncode == 1 and "--batch must be 1 to 1000" in done.stderr
+
+
+def test_records_move_from_the_embedded_engine_to_a_qdrant_collection_and_back(
+        memoryd_factory: Any, short_tmp: Path) -> None:
+    source = memoryd_factory(root=short_tmp / "a", env=MOCK)
+    populate(source)
+    exported = export_lines(source, short_tmp / "a.jsonl")
+    qdrant = memoryd_factory(root=short_tmp / "q", env={
+        **MOCK, "MEMORYD_QDRANT_PATH": str(short_tmp / "q" / "qdrant-local")})
+    done = cli(qdrant, "import", str(short_tmp / "a.jsonl"))
+    assert done.returncode == 0, done.stderr
+    again = export_lines(qdrant, short_tmp / "q.jsonl")
+    # qdrant-client's local mode normalizes each vector again (numpy, float32): a component
+    # may move by one unit in the last place. Everything else is identical.
+    assert sorted(map(without_vector, again[1:])) == sorted(map(without_vector, exported[1:]))
+    moved = {r["id"]: r["vector"] for r in again[1:]}
+    for record in exported[1:]:
+        assert np.allclose(np.float32(record["vector"]), np.float32(moved[record["id"]]),
+                           rtol=1e-6, atol=0)
+    assert counts(qdrant) == counts(source)
+
+
+def without_vector(record: dict[str, Any]) -> tuple[Any, ...]:
+    space, id_, _vector, sparse, payload = comparable(record)
+    return space, id_, sparse, payload
