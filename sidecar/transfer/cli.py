@@ -320,6 +320,10 @@ def run(command: str, socket_path: Path, args: Any) -> int:
     except CommandError as exc:
         print(f"memoryd {command}: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `memoryd export | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        print(f"memoryd {command}: the output was closed before the end", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         again = ("rerun it: records already imported are rewritten, never duplicated"
                  if command == "import" else "rerun it to export again")
