@@ -141,7 +141,7 @@ def main() -> None:
             target = Memoryd(root / f"target-{round_}")
             try:
                 rates["import"].append(args.count / cli(target.socket, "import", str(file)))
-                assert target.client.call("memory.stats")["totalMemories"] == args.count
+                assert target.client.call("transfer.describe")["spaces"][0]["count"] == args.count
             finally:
                 target.stop()
             fresh = new_shard(root / f"raw-upsert-{round_}", dim)
