@@ -149,7 +149,7 @@ async def _kv_for_import(app: App, space_name: str, namespace: str, dimension: i
     if problem is not None:
         raise problem
     if space is None:
-        space = await spaces.get(namespace, create=True)  # refuses one namespace too many
+        space = await spaces.get(namespace, create=True, path="$.space")  # or: one too many
         assert space is not None
     return space.writer
 

@@ -232,6 +232,16 @@ def test_import_refuses_a_dimension_or_model_mismatch_before_writing(
     assert done.returncode == 1
     assert "kv_max_namespaces" in done.stderr and "kv:cache-a" in done.stderr
     assert counts(capped) == {"memories": 0}
+    # memoryd refuses the one namespace too many itself
+    entries = {r["space"]: {k: r[k] for k in ("id", "vector", "sparse", "payload")}
+               for r in records}
+    assert capped.call("transfer.import", {"space": "kv:cache-a",
+                                           "records": [entries["kv:cache-a"]]})["result"] == {
+        "written": 1, "queued": False}
+    error = capped.call("transfer.import", {"space": "kv:cache-b",
+                                            "records": [entries["kv:cache-b"]]})["error"]
+    assert error["data"]["errors"][0]["path"] == "$.space"
+    assert "kv_max_namespaces" in error["message"]
 
 
 def test_bad_lines_are_named_by_their_number(memoryd_factory: Any, short_tmp: Path) -> None:
