@@ -65,45 +65,62 @@ class Filter(msgspec.Struct, frozen=True):
 
 
 # -- evaluating a filter against a payload, outside any engine ---------------------------------
+# The engines' rules, measured against qdrant-edge by tests/domain/test_filter_eval.py:
+# - a dotted key goes through objects only: ``metadata.tags`` finds nothing in a ``metadata``
+#   that is an array of objects (Qdrant spells that ``metadata[].tags``, which memoryd never does);
+# - the value found is matched as is, or element by element when it is an array (one level);
+# - a match needs the same JSON type: 1 is not true and not 1.0;
+# - a range holds for any number (not a boolean) inside it, compared as float64;
+# - "empty" is absent, null or ``[]`` (``[null]`` and ``{}`` are not empty).
 
-def _values(payload: Any, key: str) -> list[Any]:
-    """The values at dotted ``key`` (arrays flattened, as Qdrant matches them)."""
-    nodes = [payload]
+_ABSENT = object()
+
+
+def _value(payload: dict[str, Any], key: str) -> Any:
+    node: Any = payload
     for part in key.split("."):
-        nxt: list[Any] = []
-        for node in nodes:
-            if isinstance(node, list):
-                nxt += [n.get(part) for n in node if isinstance(n, dict) and part in n]
-            elif isinstance(node, dict) and part in node:
-                nxt.append(node[part])
-        nodes = nxt
-    out: list[Any] = []
-    for node in nodes:
-        out += node if isinstance(node, list) else [node]
-    return out
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
 
 
 def _holds(cond: Condition, payload: dict[str, Any]) -> bool:
-    values = _values(payload, cond.key)
+    value = _value(payload, cond.key)
+    if isinstance(cond, IsEmpty):
+        return value is _ABSENT or value is None or value == []
+    values = value if isinstance(value, list) else [] if value is _ABSENT else [value]
     if isinstance(cond, Match):
-        return any(v == cond.value and type(v) is type(cond.value) for v in values)
+        return any(_same(v, cond.value) for v in values)
     if isinstance(cond, MatchAny):
-        return any(v in cond.values for v in values if not isinstance(v, float | dict))
-    if isinstance(cond, Range):
-        def inside(v: Any) -> bool:
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                return False
-            return ((cond.gt is None or v > cond.gt) and (cond.gte is None or v >= cond.gte)
-                    and (cond.lt is None or v < cond.lt) and (cond.lte is None or v <= cond.lte))
-        return any(inside(v) for v in values)
-    assert isinstance(cond, IsEmpty)
-    return all(v is None for v in values)
+        return any(_same(v, want) for v in values for want in cond.values)
+    assert isinstance(cond, Range)
+    bounds = (cond.gt, cond.gte, cond.lt, cond.lte)
+    gt, gte, lt, lte = (None if b is None else float(b) for b in bounds)
+
+    def inside(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return False
+        x = float(v)
+        return ((gt is None or x > gt) and (gte is None or x >= gte)
+                and (lt is None or x < lt) and (lte is None or x <= lte))
+    return any(inside(v) for v in values)
 
 
 def matches(flt: Filter, payload: dict[str, Any]) -> bool:
     """Whether a payload satisfies ``flt``, as the engines decide it (the journal's read overlay
     applies queued filtered deletes with it; tests/domain/test_filter_eval.py holds it to both
-    engines)."""
+    engines).
+
+    A ``HasVector`` is refused (``ValueError``), wherever it stands: a payload cannot tell it,
+    and the filters evaluated here (deletes, expiry) never hold one."""
+    if any(isinstance(c, HasVector) for c in flt.must + flt.must_not + flt.should):
+        raise ValueError("a HasVector condition is about a point's vectors: only an engine "
+                         "can evaluate it, not a payload")
     return (all(_holds(c, payload) for c in flt.must)
             and not any(_holds(c, payload) for c in flt.must_not)
             and (not flt.should or any(_holds(c, payload) for c in flt.should)))
