@@ -186,7 +186,7 @@ class QdrantGuard(ModelGuard):
         self.companion = companion
 
     def _point_id(self, collection: str) -> str:
-        return str(uuid.uuid5(_ID_NAMESPACE, collection))
+        return model_point_id(collection)
 
     async def recorded(self, collection: str) -> ModelRecord | None:
         try:
@@ -228,6 +228,12 @@ class QdrantGuard(ModelGuard):
         payload = {"collection": collection, **msgspec.to_builtins(record)}
         await self.client.upsert(self.companion, wait=True, points=[
             models.PointStruct(id=self._point_id(collection), vector=[1.0], payload=payload)])
+
+
+def model_point_id(collection: str) -> str:
+    """Where the companion collection holds ``collection``'s record (also read and written
+    by ``memoryd migrate``)."""
+    return str(uuid.uuid5(_ID_NAMESPACE, collection))
 
 
 def _unavailable(exc: Exception) -> errors.BackendUnavailable:

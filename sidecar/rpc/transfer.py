@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.rpc import Context, NoParams, rpc
-from sidecar.transfer import records, service
+from sidecar.transfer import digest, records, service
 
 
 @rpc("transfer.describe", "admin")
@@ -27,3 +27,10 @@ async def transfer_export(ctx: Context, params: records.ExportParams) -> records
 @rpc("transfer.import", "write")
 async def transfer_import(ctx: Context, params: records.ImportParams) -> dict[str, Any]:
     return await service.import_records(ctx.app, params)
+
+
+@rpc("transfer.digest", "admin")
+async def transfer_digest(ctx: Context, params: digest.DigestParams) -> digest.DigestResult:
+    """Count per record type and digest of (id, payload, float32 vector) of one space
+    (``memoryd migrate`` compares it with the other side's)."""
+    return await digest.space_digest(ctx.app, params.space)
