@@ -8,6 +8,7 @@
     memoryd export [--out FILE|-] [--json]
     memoryd import FILE|- [--json]
     memoryd reembed --provider NAME [--model M] [--drop-old] [--json]
+    memoryd migrate --from-url URL | --to-url URL [--from-collection NAME] [--api-key KEY]
 """
 
 from __future__ import annotations
@@ -108,6 +109,27 @@ def _parser() -> argparse.ArgumentParser:
     import_.add_argument("--batch", type=int, default=256, metavar="N",
                          help="records per request (1-1000, default 256)")
 
+    migrate = sub.add_parser(
+        "migrate", help="copy a Qdrant server collection into memoryd, or memoryd onto one",
+        description="Copy the memory collection and every kv namespace from a Qdrant server "
+                    "into the store the running memoryd serves (--from-url), or the other "
+                    "way (--to-url); then compare both sides (counts per record type, digest "
+                    "of ids, payloads and vectors). Resumable: rerun the same command after "
+                    "Ctrl-C or a crash. Exit status 0 verified, 3 the sides differ, 1 failed.")
+    common(migrate)
+    where = migrate.add_mutually_exclusive_group(required=True)
+    where.add_argument("--from-url", metavar="URL", help="the Qdrant server to copy from")
+    where.add_argument("--to-url", metavar="URL", help="the Qdrant server to copy to")
+    migrate.add_argument("--from-collection", "--to-collection", dest="server_collection",
+                         metavar="NAME", help="the memory collection on the server "
+                         "(default: memoryd's `collection`, agent_memory)")
+    migrate.add_argument("--api-key", metavar="KEY",
+                         help="the server's API key (default: $QDRANT_API_KEY)")
+    migrate.add_argument("--json", action="store_true",
+                         help="progress as JSON lines on stderr, the result as JSON on stdout")
+    migrate.add_argument("--state", metavar="FILE", help="the checkpoint file (default: "
+                         "migrate-state.json next to the config file)")
+
     reembed = sub.add_parser(
         "reembed", help="re-embed every record with another embedding model",
         description="Embed every record of the memory collection again with another model, "
@@ -163,6 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sidecar.transfer import cli as transfer
 
         return transfer.run(args.command, config.socket_path(), args)
+    if args.command == "migrate":
+        from sidecar.transfer import migrate
+
+        return migrate.run(
+            config.socket_path(), args.config, from_url=args.from_url, to_url=args.to_url,
+            collection=args.server_collection or config.collection,
+            api_key=args.api_key or os.environ.get("QDRANT_API_KEY"), json_out=args.json,
+            state_file=args.state)
     if args.command == "reembed":
         if args.provider is None and not args.drop_old:
             print("memoryd reembed: --provider is required (or --drop-old alone)",
