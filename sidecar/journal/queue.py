@@ -14,6 +14,7 @@ import base64
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio
@@ -87,6 +88,9 @@ class WriteQueue:
         self.config = config
         self.log = log
         self.stores: dict[str, Store] = {}
+        # collection → told of each write once applied to it, before its body is dropped (a
+        # re-embedding follows the writes made while it copies: sidecar/transfer/reembed.py)
+        self.watchers: dict[str, Callable[[QueuedWrite], None]] = {}
         self.pending: deque[QueuedWrite] = deque()
         self._by_id: dict[str, dict[str, QueuedWrite]] = {}  # collection → id → last write
         self._filters: dict[str, list[QueuedWrite]] = {}  # collection → queued filtered deletes
@@ -342,6 +346,8 @@ class WriteQueue:
                         del probed[rule]
             if applied:
                 self.applied_entries += 1
+                if (watcher := self.watchers.get(p.collection)) is not None:
+                    watcher(p)
             p.body = b""
             p.live = None
             p.settled.set()

@@ -6,17 +6,20 @@ The job runs inside memoryd (the one writer); ``transfer.reembed`` starts or res
 
 - The new collection is ``<collection>-<provider>-<hex start time>``, on the same engine.
   memoryd keeps serving searches and writes from the old one meanwhile.
-- Sync passes. A pass walks the old collection in id order, a page at a time, and embeds
-  again (into the new collection) exactly the records that are missing there or whose payload
-  differs; then it deletes from the new collection what the old one no longer holds. The first
-  pass copies everything, later ones pick up the writes made meanwhile. The new collection is
-  itself the progress: after a stop or a kill -9 the next pass skips what is done. Nothing
-  hooks the write path.
-- The switch. Once a pass finds little left, writes to the memory collection are paused
+- The first pass walks the old collection in id order, a page at a time, and embeds again
+  (into the new collection) exactly the records that are missing there or whose payload
+  differs; then it deletes from the new collection what the old one no longer holds. The new
+  collection is itself the progress: after a stop or a kill -9 the rerun's first pass skips
+  what is done.
+- Writes made meanwhile: from before the first pass on, the journal tells the job of every
+  write it applies to the old collection (``WriteQueue.watchers``: ids written or deleted,
+  filtered deletes); catch-up passes bring exactly those over, read again from the old
+  collection.
+- The switch. Once a catch-up finds little left, writes to the memory collection are paused
   (``backend_unavailable``, retryable: a client retries), the journal's queued writes to the
-  old collection are applied, a last pass runs, the guard records the new model for the new
-  collection and ``<data dir>/reembed.json`` names it; then, in one synchronous step, memoryd
-  serves and embeds with the new collection and model (``App.switch_collection``).
+  old collection are applied, a last catch-up runs, the guard records the new model for the
+  new collection and ``<data dir>/reembed.json`` names it; then, in one synchronous step,
+  memoryd serves and embeds with the new collection and model (``App.switch_collection``).
 - Across restarts ``reembed.json`` decides the collection served (``at_start``). If the
   configured embedding provider is not the one the served collection was re-embedded with,
   memoryd starts degraded (requests must carry vectors) with a reason naming both models and
@@ -49,18 +52,20 @@ from sidecar.config import Config, EmbeddingConfig
 from sidecar.domain import continuity, lexical, payloads
 from sidecar.domain.filters import Filter, Match, MatchAny
 from sidecar.embedding.guard import atomic_write
+from sidecar.journal.entry import delete_matching
 from sidecar.resilience import ResilientStore
 from sidecar.store.base import Point, Record, ScoredRecord, Store, StoreInfo
 
 if TYPE_CHECKING:
     from sidecar.app import App
     from sidecar.embedding import Embedder
+    from sidecar.journal.queue import QueuedWrite
     from sidecar.rpc.reembed import ReembedParams
 
 STATE_NAME = "reembed.json"
 PAGE = 128  # records per page: one scroll, one retrieve, one embedding call, one upsert
-QUIET = 64  # a pass that changed at most this many records is followed by the switch
-MAX_PASSES = 4  # unpaused passes before the switch, whatever they found
+QUIET = 64  # a catch-up that changed at most this many records is followed by the switch
+MAX_PASSES = 4  # unpaused passes (the first and catch-ups) before the switch
 EMBED_TIMEOUT = 300.0  # seconds for one page's embedding (the local model may still load)
 
 State = Literal["idle", "running", "switching", "stopped", "done", "failed"]
@@ -218,6 +223,28 @@ class ReplacedStore(Store):
 
 # -- the job ----------------------------------------------------------------------------------
 
+class Changes:
+    """What the journal applied to the old collection since last taken: ids written or
+    deleted, and filtered deletes (``WriteQueue.watchers``)."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.filters: list[Filter] = []
+
+    def __call__(self, write: QueuedWrite) -> None:
+        if write.op == "delete_where":
+            self.filters.append(write.entry().filter or Filter())
+            return
+        self.ids.update(write.ids)
+        if write.op == "upsert_probed":  # placed at one of its candidates
+            self.ids.update(c for p in write.entry().probed for c in p.candidates)
+
+    def take(self) -> tuple[list[str], list[Filter]]:
+        ids, filters = sorted(self.ids), self.filters
+        self.ids, self.filters = set(), []
+        return ids, filters
+
+
 class Stopped(Exception):
     """``transfer.reembedStop`` asked the job to stop."""
 
@@ -362,16 +389,21 @@ class Reembedder:
         embedder = self._embedder(job)
         await embedder.start()
         switched = False
+        journal = self.app.journal
+        assert journal is not None
+        changes = journal.watchers[job.source] = Changes()  # from before the first pass on
         try:
             self._target = await self._open(job.target)
-            changed = await self._pass(embedder)
+            await self._pass(embedder)
+            changed = await self._catch_up(embedder, changes)
             while changed > QUIET and self.passes < MAX_PASSES:
-                changed = await self._pass(embedder)
+                changed = await self._catch_up(embedder, changes)
             if self._stop:
                 raise Stopped
-            await self._switch(embedder)
+            await self._switch(embedder, changes)
             switched = True
         finally:
+            journal.watchers.pop(job.source, None)
             if not switched:
                 with anyio.CancelScope(shield=True):
                     await embedder.aclose()
@@ -389,8 +421,8 @@ class Reembedder:
         await engine.open()
         return ResilientStore(engine, app.config)
 
-    # ---- one pass
-    async def _pass(self, embedder: Embedder, *, paused: bool = False) -> int:
+    # ---- copying
+    async def _pass(self, embedder: Embedder) -> int:
         """Make the new collection hold what the old one holds; the number of records it
         had to write or delete."""
         source, target = self.app.store, self._target
@@ -413,7 +445,7 @@ class Reembedder:
             self.scanned += len(page)
             if cursor is None:
                 break
-            if self._stop and not paused:
+            if self._stop:
                 raise Stopped
             # client requests get in between pages (the embedded engine answers in order)
             await anyio.sleep(self.app.config.reembed_pause_ms / 1000)
@@ -433,6 +465,39 @@ class Reembedder:
                 break
         logger.info("reembed: pass {} wrote or deleted {} of {} records", self.passes,
                     changed, self.scanned)
+        return changed
+
+    async def _catch_up(self, embedder: Embedder, changes: Changes) -> int:
+        """Bring over the writes applied to the old collection since ``changes`` was last
+        taken: filtered deletes first (the records they removed), then each id written,
+        read again from the old collection. The number of records written or deleted."""
+        source, target = self.app.store, self._target
+        assert target is not None
+        ids, filters = changes.take()
+        self.passes += 1
+        self.scanned, self.total = 0, len(ids)
+        changed = 0
+        for flt in filters:
+            deleted = await delete_matching(target, flt)
+            self.deleted += deleted
+            changed += deleted
+        for start in range(0, len(ids), PAGE):
+            chunk = ids[start:start + PAGE]
+            stored = {r.id: r for r in await source.retrieve(chunk)}
+            have = {r.id: r.payload for r in await target.retrieve(chunk)}
+            todo = [stored[i] for i in chunk if i in stored and have.get(i) != stored[i].payload]
+            gone = [i for i in chunk if i not in stored and i in have]
+            if todo:
+                await self._write(embedder, todo)
+            if gone:
+                await target.delete(gone)
+                self.deleted += len(gone)
+            changed += len(todo) + len(gone)
+            self.scanned += len(chunk)
+            if self._stop and self.state == "running":
+                raise Stopped
+        logger.info("reembed: pass {} (writes made meanwhile) wrote or deleted {} records",
+                    self.passes, changed)
         return changed
 
     async def _write(self, embedder: Embedder, records: list[Record]) -> None:
@@ -485,7 +550,7 @@ class Reembedder:
         return out
 
     # ---- the switch
-    async def _switch(self, embedder: Embedder) -> None:
+    async def _switch(self, embedder: Embedder, changes: Changes) -> None:
         app, job, target = self.app, self.job, self._target
         assert job is not None and target is not None
         self.state = "switching"
@@ -494,7 +559,7 @@ class Reembedder:
         paused_at = time.monotonic()
         try:
             await self._drain(job.source)
-            await self._pass(embedder, paused=True)
+            await self._catch_up(embedder, changes)
             dimension = target.dimension or embedder.dimension
             if dimension is None:  # an empty collection: nothing fixed its dimension yet
                 [vector] = await embedder.embed(["dimension"])

@@ -89,15 +89,18 @@ def _follow(conn: Connection, status: dict[str, Any], json_lines: bool) -> int:
 
 
 def _show(progress: Progress, status: dict[str, Any]) -> None:
-    """The first pass embeds everything, so it is the bar; later passes (writes made
+    """The first pass embeds everything, so it is the bar; the catch-ups after it (writes made
     meanwhile) are short and shown as the bar's end."""
-    done = status["scanned"]
-    if status["total"] is not None:  # records saved during the pass count too
-        total = max(status["total"], done)
-        if total != progress.total:
-            progress.set_total(total)
-    if status["pass"] > 1 or status["state"] == "done":
-        done = max(done, progress.total or 0)
+    if status["pass"] <= 1:
+        done = status["scanned"]
+        if status["total"] is not None:  # records saved during the pass count too
+            total = max(status["total"], done, progress.total or 0)
+            if total != progress.total:
+                progress.set_total(total)
+    else:
+        if progress.total is None:
+            progress.set_total(progress.done)
+        done = progress.total or 0
     progress.advance(max(0, done - progress.done))
 
 

@@ -233,9 +233,11 @@ def test_reembed_stopped_killed_and_rerun_ends_the_same(memoryd_factory: Any, sh
     with server.connect() as c:
         for start in range(0, len(contents), 100):
             entries = c.result("memory.saveBatch", {"inputs": [
-                {"category": "note", "content": text, "vector": [1.0] + [0.0] * 383}
+                {"category": "task" if start == 0 else "note", "content": text,
+                 "vector": [1.0] + [0.0] * 383}
                 for text in contents[start:start + 100]]})["entries"]
             saved.update((e["id"], e["content"]) for e in entries)
+    tasks = set(list(saved)[:100])
 
     # Ctrl-C of the CLI stops the job at a page; nothing is switched
     run = subprocess.Popen(command(server, "--provider", "legacy-mock", "--json"),
@@ -270,14 +272,32 @@ def test_reembed_stopped_killed_and_rerun_ends_the_same(memoryd_factory: Any, sh
             for text in more]})["entries"]
         saved.update((e["id"], e["content"]) for e in entries)
         contents += more
-    done = reembed(server, "--provider", "legacy-mock", "--json")
-    assert done.returncode == 0, done.stderr
-    result = msgspec.json.decode(done.stdout.strip().splitlines()[-1])
+    run = subprocess.Popen(command(server, "--provider", "legacy-mock", "--json"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=cli_env())
+    wait_for(lambda: status(server)["scanned"] >= 128, "the rerun's first pass")
+    with server.connect() as c:  # writes while it runs: deletes, a filtered delete, saves
+        gone = [i for i in saved if i not in tasks][:3]
+        for memory_id in gone:
+            c.result("memory.delete", {"id": memory_id})
+        assert c.result("memory.deleteWhere", {"category": "task"})["deleted"] == len(tasks)
+        entries = c.result("memory.saveBatch", {"inputs": [
+            {"category": "note", "content": f"written during the rerun {i}",
+             "vector": [1.0] + [0.0] * 383} for i in range(40)]})["entries"]
+        during_run = status(server)["state"]
+    out, err = run.communicate(timeout=DEADLINE)
+    assert run.returncode == 0, err
+    assert during_run == "running"
+    for memory_id in [*gone, *tasks]:
+        del saved[memory_id]
+    saved.update((e["id"], e["content"]) for e in entries)
+    result = msgspec.json.decode(out.strip().splitlines()[-1])
     target = result["collection"]
     assert result["old"] == ["agent_memory"]
     with server.connect() as c:
         assert c.result("system.hello")["collection"] == target
-        assert c.result("memory.stats", {})["total"] == len(contents)
+        assert c.result("memory.stats", {})["total"] == len(saved)
+        assert c.result("memory.getMany", {"ids": [*gone, *tasks]}) == []
         for memory_id, content in saved.items():
             entry = c.result("memory.get", {"id": memory_id})
             assert entry["content"] == content
@@ -290,7 +310,7 @@ def test_reembed_stopped_killed_and_rerun_ends_the_same(memoryd_factory: Any, sh
     assert dropped.returncode == 0, dropped.stderr
     assert not old_dir.exists()
     assert status(server)["old"] == []
-    assert server.call("memory.stats", {})["result"]["total"] == len(contents)
+    assert server.call("memory.stats", {})["result"]["total"] == len(saved)
 
     # a crash now: the journal may still hold (applied) writes to the old collection; replayed
     # at start they change nothing, and nothing waits for a store that is gone
@@ -303,7 +323,7 @@ def test_reembed_stopped_killed_and_rerun_ends_the_same(memoryd_factory: Any, sh
              "the journal to be applied")
     journal = server.call("system.health")["result"]["checks"]["journal"]
     assert journal["ok"] and journal["setAside"] == 0
-    assert server.call("memory.stats", {})["result"]["total"] == len(contents)
+    assert server.call("memory.stats", {})["result"]["total"] == len(saved)
     assert not old_dir.exists()
 
 
