@@ -1,5 +1,5 @@
-"""Transfer benchmark: `memoryd export` and `memoryd import` against the engine's raw scroll
-and upsert, in the same run.
+"""Transfer benchmark: `memoryd export`, `memoryd import` and `memoryd migrate` against the
+engine's raw scroll and upsert, in the same run.
 
     python scripts/bench/transfer_bench.py [--count 10000] [--dim 384] [--rounds 3] [--json]
 
@@ -15,9 +15,18 @@ each round, one after the other:
 - **import**: ``memoryd import FILE`` into a fresh memoryd (new data directory, so the
   collection is created as a user's first import does), records/s;
 - **raw upsert**: the same records upserted into a fresh in-process shard with memoryd's
-  payload indexes, 256 per call (the CLI's batch), records/s.
+  payload indexes, 256 per call (the CLI's batch), records/s;
+- **migrate from server**: ``memoryd migrate --from-url`` into a fresh memoryd, start to exit
+  (start-up and the final verification, which reads both sides again, included), records/s.
+  The server is the tests' Qdrant REST stand-in (``tests/fakes/qdrant_rest.py``: qdrant-edge
+  behind a small Python HTTP server; there is no Qdrant server here) holding the same
+  records; its own speed is part of the figure;
+- **migrate to server**: ``memoryd migrate --to-url`` from the loaded memoryd into a new
+  collection on the stand-in, records/s.
 
-Reported: the median of the rounds for each, and the ratios memoryd / raw (of the medians).
+Reported: the median of the rounds for each, and the ratios memoryd / raw (of the medians);
+a migration is compared with a raw scroll plus a raw upsert of the same records (the two
+seconds added).
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ import qdrant_edge as qe
 from sidecar.app import PAYLOAD_INDEXES
 from sidecar.domain import lexical
 from sidecar.store import engine
+from tests.fakes.qdrant_rest import FakeQdrantProcess
 
 CATEGORIES = ["conversation", "fact", "preference", "task", "decision", "relationship",
               "note", "pattern"]
@@ -70,6 +80,18 @@ def cli(socket: Path, *args: str) -> float:
     subprocess.run([sys.executable, "-m", "sidecar", *args, "--socket", str(socket)],
                    check=True, cwd=str(ROOT), stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
+
+
+def migrate(socket: Path, state: Path, *args: str) -> float:
+    """Seconds a `memoryd migrate` takes, start to exit; it must end verified."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "sidecar", "migrate", *args, "--json",
+                           "--state", str(state), "--socket", str(socket)],
+                          cwd=str(ROOT), capture_output=True)
+    seconds = time.perf_counter() - started
+    report = json.loads(done.stdout or b"null")
+    assert done.returncode == 0 and report["ok"], done.stderr.decode()[-2000:]
+    return seconds
 
 
 def points_of(path: Path) -> tuple[int, list[Any]]:
@@ -123,10 +145,14 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="md-tb-", dir="/tmp"))
     rates: dict[str, list[float]] = {"export": [], "raw scroll": [], "import": [],
-                                     "raw upsert": []}
+                                     "raw upsert": [], "migrate from server": [],
+                                     "migrate to server": [], "raw scroll + upsert": []}
+    server = FakeQdrantProcess(root / "qdrant", lexical=True)
+    state = root / "migrate-state.json"
     try:
         source = Memoryd(root / "source")
         load(source, args.count, args.dim)
+        migrate(source.socket, state, "--to-url", server.url)  # the server's agent_memory
         file = root / "export.jsonl"
         cli(source.socket, "export", "--out", str(file))
         dim, points = points_of(file)
@@ -145,18 +171,34 @@ def main() -> None:
             finally:
                 target.stop()
             fresh = new_shard(root / f"raw-upsert-{round_}", dim)
-            rates["raw upsert"].append(len(points) / raw_upsert(fresh, points))
+            upsert_seconds = raw_upsert(fresh, points)
+            rates["raw upsert"].append(len(points) / upsert_seconds)
+            rates["raw scroll + upsert"].append(seen / (seconds + upsert_seconds))
             fresh.close()
+            target = Memoryd(root / f"migrated-{round_}")
+            try:
+                rates["migrate from server"].append(args.count / migrate(
+                    target.socket, state, "--from-url", server.url))
+            finally:
+                target.stop()
+            rates["migrate to server"].append(args.count / migrate(
+                source.socket, state, "--to-url", server.url, "--to-collection",
+                f"copy-{round_}"))
         shard.close()
         source.stop()
     finally:
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
     medians = {k: statistics.median(v) for k, v in rates.items()}
     result = {"count": args.count, "dim": args.dim, "rounds": args.rounds,
               "recordsPerSecond": {k: round(v) for k, v in medians.items()},
               "exportVsRawScroll": round(medians["export"] / medians["raw scroll"], 3),
-              "importVsRawUpsert": round(medians["import"] / medians["raw upsert"], 3)}
+              "importVsRawUpsert": round(medians["import"] / medians["raw upsert"], 3),
+              "migrateFromVsRaw": round(medians["migrate from server"]
+                                        / medians["raw scroll + upsert"], 3),
+              "migrateToVsRaw": round(medians["migrate to server"]
+                                      / medians["raw scroll + upsert"], 3)}
     if args.json:
         print(json.dumps(result))
         return
@@ -166,6 +208,11 @@ def main() -> None:
           f"{result['exportVsRawScroll']} |")
     print(f"| import vs upsert | {medians['import']:,.0f} | {medians['raw upsert']:,.0f} | "
           f"{result['importVsRawUpsert']} |")
+    raw = medians["raw scroll + upsert"]
+    print(f"| migrate from server vs scroll + upsert | {medians['migrate from server']:,.0f} | "
+          f"{raw:,.0f} | {result['migrateFromVsRaw']} |")
+    print(f"| migrate to server vs scroll + upsert | {medians['migrate to server']:,.0f} | "
+          f"{raw:,.0f} | {result['migrateToVsRaw']} |")
 
 
 if __name__ == "__main__":
