@@ -32,6 +32,10 @@ MAX_LINE = 8 * 1024 * 1024
 # request line must stay well inside memoryd's max_line_bytes).
 BATCH = 256
 BATCH_BYTES = 4 * 1024 * 1024
+# Import batches in flight at once: the next is encoded and sent while memoryd journals
+# (fsync) and applies the one before. An export holds each id once per space, so the order
+# in which memoryd applies them does not matter.
+IN_FLIGHT = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -40,10 +44,11 @@ class CommandError(Exception):
 
 
 class RpcFailed(CommandError):
-    def __init__(self, error: dict[str, Any]) -> None:
+    def __init__(self, error: dict[str, Any], request_id: int | None = None) -> None:
         data = error.get("data") or {}
         super().__init__(f"memoryd refused: {error.get('message')} ({data.get('kind')})")
         self.error = error
+        self.request_id = request_id
 
 
 class _Reply(msgspec.Struct):
@@ -53,7 +58,8 @@ class _Reply(msgspec.Struct):
 
 
 class Connection:
-    """One socket to memoryd; one request at a time, results decoded as the caller's type."""
+    """One socket to memoryd: ``call`` (one request, its reply), or ``send`` several and
+    ``receive`` their replies (memoryd may answer them in any order: matched by id)."""
 
     def __init__(self, path: Path, timeout: float = 300.0) -> None:
         self.path = path
@@ -81,13 +87,21 @@ class Connection:
         self.close()
 
     def call(self, method: str, params: Any, result_type: type[T] | Any) -> T:
+        self.send(method, params)
+        return self.receive(result_type)[1]
+
+    def send(self, method: str, params: Any) -> int:
         self.ids += 1
         self.sock.sendall(self.encoder.encode(
             {"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params}) + b"\n")
+        return self.ids
+
+    def receive(self, result_type: type[T] | Any) -> tuple[int | None, T]:
+        """The next reply: (its request's id, its result)."""
         reply = self.decoder.decode(self._line())
         if reply.error is not None:
-            raise RpcFailed(reply.error)
-        return msgspec.json.decode(reply.result, type=result_type)
+            raise RpcFailed(reply.error, reply.id)
+        return reply.id, msgspec.json.decode(reply.result, type=result_type)
 
     def _line(self) -> bytes:
         start = 0
@@ -167,17 +181,26 @@ def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BA
         models = {s.space: rec.model_of(s.model) for s in header.spaces}
         total = sum(s.count for s in header.spaces)
         written = queued = 0
+        sent: dict[int | None, list[int]] = {}  # request id -> the line numbers it carries
+
+        def settle_one() -> None:
+            nonlocal written, queued
+            try:
+                request_id, result = conn.receive(dict[str, Any])
+            except RpcFailed as exc:
+                raise _at_line(exc, sent.get(exc.request_id, [])) from None
+            bar.advance(len(sent.pop(request_id)))
+            written += result["written"]
+            queued += result["written"] if result.get("queued") else 0
+
         with Progress("import", total, json_lines=json_lines) as bar:
             for space, records, numbers in _batches(lines, batch):
-                try:
-                    result = conn.call("transfer.import", {
-                        "space": space, "records": records, "model": models.get(space)},
-                        dict[str, Any])
-                except RpcFailed as exc:
-                    raise _at_line(exc, numbers) from None
-                written += result["written"]
-                queued += result["written"] if result.get("queued") else 0
-                bar.advance(len(records))
+                sent[conn.send("transfer.import", {
+                    "space": space, "records": records, "model": models.get(space)})] = numbers
+                if len(sent) >= IN_FLIGHT:
+                    settle_one()
+            while sent:
+                settle_one()
     note = f" ({queued} queued: applied when the store is back)" if queued else ""
     print(f"memoryd: imported {written} records{note}", file=sys.stderr)
     return 0
