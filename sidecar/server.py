@@ -793,6 +793,7 @@ class Server:
         except ConfigError as exc:
             logger.error("SIGHUP: config not reloaded: {}", exc)
             return
+        reembed.as_served(self.app, new)  # a re-embedded collection stands for the configured one
         old = self.config
         changed = [k for k in RELOADABLE if getattr(new, k) != getattr(old, k)]
         restart = [k for k in type(old).__struct_fields__

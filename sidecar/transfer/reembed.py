@@ -156,6 +156,13 @@ def at_start(app: App) -> None:
     logger.warning("embedding disabled: {}", reason)
 
 
+def as_served(app: App, config: Config) -> None:
+    """``config``, just read again (SIGHUP), names the collection memoryd serves where it
+    names the configured one a switch replaced (which is not a change needing a restart)."""
+    if config.collection == reembedder(app).configured:
+        config.collection = app.config.collection
+
+
 def register_replaced(app: App) -> None:
     """Before the journal replays: collections switched away from get a store that ignores
     their writes (all of them were applied before the switch)."""

@@ -303,6 +303,12 @@ def test_reembed_stopped_killed_and_rerun_ends_the_same(memoryd_factory: Any, sh
             assert entry["content"] == content
             assert f32(entry["embedding"]) == f32(legacy_mock_vector(content))
 
+    # SIGHUP: the configured collection stands for the one served, not a change to restart for
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: b"SIGHUP: reloaded" in server.log(), "the reload")
+    reload_line = next(line for line in server.log().splitlines() if b"SIGHUP: reloaded" in line)
+    assert reload_line.endswith(b"needs a restart to change: nothing"), reload_line
+
     # --drop-old removes the old collection; memoryd serves on
     old_dir = server.data_dir / "edge" / "agent_memory"
     assert old_dir.is_dir()
