@@ -133,17 +133,18 @@ def export(socket_path: Path, out: str, *, json_lines: bool) -> int:
             written = 0
             for space in header.spaces:
                 prefix = b'{"space":' + msgspec.json.encode(space.space) + b","
-                after: str | None = None
+                params = {"space": space.space, "after": None, "limit": rec.MAX_PAGE}
+                conn.send("transfer.export", params)
                 while True:
-                    page = conn.call("transfer.export", {"space": space.space, "after": after,
-                                                         "limit": rec.MAX_PAGE}, rec.ExportPage)
+                    page = conn.receive(rec.ExportPage)[1]
+                    if page.next is not None:  # memoryd reads the next page meanwhile
+                        conn.send("transfer.export", {**params, "after": page.next})
                     # each record is an encoded object: the space goes in front of its fields
                     stream.write(b"".join(prefix + bytes(r)[1:] + b"\n" for r in page.records))
                     written += len(page.records)
                     bar.advance(len(page.records))
                     if page.next is None:
                         break
-                    after = page.next
     print(f"memoryd: exported {written} records from {len(header.spaces)} spaces"
           f"{'' if out == '-' else ' to ' + out}", file=sys.stderr)
     return 0
