@@ -276,6 +276,7 @@ class Reembedder:
         self._wake = anyio.Event()
         self._starting = anyio.Lock()
         self._target: ResilientStore | None = None
+        self._embedder_used: Embedder | None = None  # the running job's
 
     # ---- requests
     def snapshot(self) -> dict[str, Any]:
@@ -286,6 +287,8 @@ class Reembedder:
                 "source": job.source if job else None, "target": job.target if job else None,
                 "pass": self.passes, "scanned": self.scanned, "total": self.total,
                 "embedded": self.embedded, "deleted": self.deleted, "pausedMs": self.paused_ms,
+                "embedderState": (self._embedder_used.state
+                                  if self._embedder_used is not None else None),
                 "collection": self.app.config.collection,
                 "servedModel": msgspec.to_builtins(state.served_model),
                 "old": state.old,
@@ -393,7 +396,7 @@ class Reembedder:
         return embedder
 
     async def _execute(self, job: Job) -> None:
-        embedder = self._embedder(job)
+        embedder = self._embedder_used = self._embedder(job)
         await embedder.start()
         switched = False
         journal = self.app.journal
@@ -411,6 +414,7 @@ class Reembedder:
             switched = True
         finally:
             journal.watchers.pop(job.source, None)
+            self._embedder_used = None
             if not switched:
                 with anyio.CancelScope(shield=True):
                     await embedder.aclose()

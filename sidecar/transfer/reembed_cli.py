@@ -55,6 +55,7 @@ def _follow(conn: Connection, status: dict[str, Any], json_lines: bool) -> int:
     try:
         with Progress("reembed", status.get("total"), json_lines=json_lines) as progress:
             stop_asked_at: float | None = None
+            told_loading = False
             while status["state"] in ("running", "switching"):
                 if interrupted and stop_asked_at is None:
                     status = conn.call("transfer.reembedStop", {}, dict)
@@ -64,6 +65,10 @@ def _follow(conn: Connection, status: dict[str, Any], json_lines: bool) -> int:
                     break
                 time.sleep(POLL)
                 status = conn.call("transfer.reembedStatus", {}, dict)
+                if status.get("embedderState") == "loading" and not told_loading:
+                    told_loading = True
+                    print(f"memoryd reembed: memoryd is loading the {status['provider']} "
+                          f"model ...", file=sys.stderr)
                 _show(progress, status)
     finally:
         signal.signal(signal.SIGINT, previous)

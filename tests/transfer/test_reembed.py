@@ -176,6 +176,7 @@ def test_reembed_to_the_local_model_while_writing(memoryd_factory: Any, short_tm
     assert result["servedModel"] == {"provider": "local", "model": "all-MiniLM-L6-v2",
                                      "dimension": 384}
     assert target.startswith("agent_memory-local-") and result["old"] == ["agent_memory"]
+    assert "loading the local model" in err
     progress = [msgspec.json.decode(line) for line in err.splitlines() if line.startswith("{")]
     assert progress[-1]["progress"] == "reembed" and progress[-1]["state"] == "done"
     assert progress[-1]["done"] == progress[-1]["total"] >= len(fillers) + len(before)
