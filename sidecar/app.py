@@ -28,11 +28,12 @@ import msgspec
 from sidecar import errors
 from sidecar.config import Config
 from sidecar.contract import MAX_COMPONENT
+from sidecar.deadline import within
 from sidecar.journal import attach
 from sidecar.journal.queue import WriteQueue
 from sidecar.journal.view import JournaledView
 from sidecar.journal.writer import Writer
-from sidecar.resilience import ResilientStore, request_timeout
+from sidecar.resilience import ResilientStore
 from sidecar.services.kv_spaces import KVSpaces
 from sidecar.stats import Stats
 from sidecar.store.base import PayloadIndex, Store
@@ -265,7 +266,7 @@ class App:
                 f"not connected to the store yet: {self.store_error or 'connecting'}")
         budget = HEALTH_PROBE_MS if self._last_info is None else HEALTH_FRESH_MS
         if self._last_info is None:
-            with request_timeout(min(budget, self.config.read_timeout_ms)):
+            with within(min(budget, self.config.read_timeout_ms)):
                 self._last_info = await self._store.info()
             return self._last_info, False
         with anyio.move_on_after(budget / 1000):

@@ -76,10 +76,6 @@ def deadline_for(config: Config, op: OpClass) -> Deadline:
     return own
 
 
-# The old name of sidecar/deadline.py's ``within``, for app.py until it moves.
-request_timeout = request_deadline.within
-
-
 # -- circuit breaker ---------------------------------------------------------------------------
 
 BreakerState = Literal["closed", "open", "half_open"]
