@@ -11,8 +11,10 @@ import threading
 import time
 from typing import Any
 
+import anyio
 import pytest
 
+from sidecar import deadline, errors
 from tests.embedding.fake_service import FakeService, Reply
 from tests.rerank.test_rerank import vllm
 from tests.resilience.test_outage import journal_depth, memory, vec, wait_for
@@ -31,6 +33,26 @@ def timed(client: Any, method: str, params: dict[str, Any]) -> tuple[dict[str, A
 
 def timeout_data(ms: int) -> dict[str, Any]:
     return {"kind": "timeout", "retryable": True, "timeoutMs": ms}
+
+
+@pytest.mark.anyio
+async def test_within_keeps_the_sooner_deadline_and_stops_what_has_none_of_its_own() -> None:
+    assert deadline.current() is None and deadline.remaining(7.0) == 7.0
+    with deadline.within(10_000) as outer:
+        with deadline.within(60_000) as looser:
+            assert looser is outer  # a looser nested deadline changes nothing
+        with deadline.within(50) as sooner:
+            assert deadline.current() is sooner and deadline.remaining() <= 0.05
+        assert deadline.current() is outer
+    assert deadline.current() is None
+    # a wait with no bound of its own is stopped by the deadline's scope: timeout
+    with pytest.raises(errors.Timeout) as caught, deadline.within(50):
+        await anyio.sleep(30)
+    assert caught.value.data() == timeout_data(50)
+    # a block that finished keeps its result
+    with deadline.within(50):
+        result = "done"
+    assert result == "done" and deadline.expired() is False
 
 
 def test_a_hanging_embedding_service_ends_at_the_requests_deadline(
