@@ -1,10 +1,11 @@
 """One deadline per request.
 
-The dispatcher opens it (``within``) around each request: the request's ``timeoutMs``, else
-its operation class's ``read/write/admin_timeout_ms``. Everything the request waits for lives
-inside it and ends by it — embedding and reranking calls, store calls (each also bounded by
-its own operation class's deadline, see ``sidecar/resilience.py``), the wait for a journaled
-write to be applied — and the reply is then ``timeout`` with ``data.timeoutMs``.
+The dispatcher opens it (``within``) around each request: its method's operation class's
+``read/write/admin_timeout_ms``, shortened by the request's ``timeoutMs``. Everything the
+request waits for lives inside it and ends by it — embedding and reranking calls, store calls
+(each also bounded by its own operation class's deadline, see ``sidecar/resilience.py``), the
+wait for a journaled write to be applied — and the reply is then ``timeout`` with
+``data.timeoutMs``.
 
 The parts that wait read the deadline from here (``current``, ``remaining``) and end at it by
 their own scopes, each with its own error and counters; a journaled write answers

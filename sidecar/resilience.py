@@ -285,7 +285,8 @@ class ResilientStore(Store):
                 await anyio.sleep(pause)
                 continue
             except anyio.get_cancelled_exc_class():
-                # the request's own scope, late by less than its grace: still this call's timeout
+                # the request's scope, firing with ours (the loop lagged past its grace): still
+                # this call's timeout; any other cancellation says nothing about the store
                 if deadline.expired:
                     self._timed_out(probe, deadline)
                 else:
