@@ -607,12 +607,15 @@ class Reembedder:
         """Wait until the journal holds no unapplied write to ``collection``."""
         queue = self.app.journal
         assert queue is not None
-        with anyio.fail_after(self.app.config.admin_timeout_ms / 1000):
+        with anyio.move_on_after(self.app.config.admin_timeout_ms / 1000):
             while any(p.collection == collection for p in queue.pending):
                 if queue.stalled:
                     raise errors.BackendUnavailable(
                         f"the store cannot take queued writes ({queue.last_error})")
                 await anyio.sleep(0.01)
+            return
+        raise errors.BackendUnavailable("the writes queued to the old collection were not "
+                                        "applied within admin_timeout_ms")
 
     # ---- old collections
     async def drop_old(self) -> list[str]:
