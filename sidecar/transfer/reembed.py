@@ -338,7 +338,14 @@ class Reembedder:
                       app.config.collection, target_name(self.configured, params.provider,
                                                          started),
                       started, bool(params.dropOld))
-            await self._embedder(new).aclose()  # a provider that cannot work: refused now
+            probe = self._embedder(new)  # a provider that cannot work: refused now
+            await probe.aclose()
+            if probe.dimension is not None and app.config.dimension not in (
+                    None, probe.dimension):
+                raise errors.ValidationError.at(
+                    "$.provider", f"{probe.provider} {probe.model!r} makes {probe.dimension}-d "
+                    f"vectors, but `dimension` is configured as {app.config.dimension}: remove "
+                    f"the setting (or set it to {probe.dimension}) and restart memoryd first")
             if job is not None:  # another model asked for: the unfinished copy goes
                 await self._drop(job.target)
             job = new

@@ -343,7 +343,8 @@ def test_reembed_refusals(memoryd_factory: Any, short_tmp: Path) -> None:
                 ({"provider": "openai"}, "no API key"),
                 ({"provider": "word2vec"}, "$.provider"),
                 ({}, "provider is required"),
-                ({"provider": "local", "colour": 1}, "colour")):
+                ({"provider": "local", "colour": 1}, "colour"),
+                ({"provider": "vllm", "dimensions": 512}, "configured as 384")):
             error = c.request("transfer.reembed", params)["error"]
             assert error["data"]["kind"] == "validation", error
             assert message in msgspec.json.encode(error).decode(), error
