@@ -16,7 +16,7 @@ from sidecar.domain import queries
 from sidecar.rpc import Context, rpc
 from sidecar.services import now_ms
 from sidecar.services.conversations import find_recent, load_conversation
-from sidecar.services.memories import lexical_query, search_memories
+from sidecar.services.memories import search_memories, search_records
 
 PERSONA_THRESHOLD = 0.6
 NAMESPACE_PREFIX = "personas:"
@@ -42,12 +42,9 @@ async def search(ctx: Context, params: PersonaSearchParams) -> list[MemorySearch
 async def search_all(ctx: Context, params: PersonaSearchAllParams) -> list[dict[str, Any]]:
     """Every namespace, no score threshold: ``[{id, content, score, persona?}]`` where
     ``persona`` is the namespace without its ``personas:`` prefix."""
-    app = ctx.app
-    [vector] = await app.vectors([params.query], [None if params.vector is UNSET
-                                                  else params.vector], create=False)
-    hits = await app.store.search(vector, filter=queries.live_memories_filter(now_ms()),
-                                  limit=params.limit,
-                                  sparse=lexical_query(app, params.mode, params.query))
+    hits = await search_records(ctx.app, params.query, params.vector,
+                                queries.live_memories_filter(now_ms()), limit=params.limit,
+                                mode=params.mode)
     out = []
     for hit in hits:
         item: dict[str, Any] = {"id": hit.id, "content": hit.payload.get("content", ""),

@@ -19,7 +19,7 @@ from sidecar.contract import (
 from sidecar.domain import lexical, payloads, queries
 from sidecar.domain.filters import Filter, matches
 from sidecar.services import now_ms
-from sidecar.store.base import OrderBy, Record
+from sidecar.store.base import OrderBy, Record, ScoredRecord
 
 if TYPE_CHECKING:
     from sidecar.app import App
@@ -66,19 +66,29 @@ def lexical_query(app: App, mode: SearchMode | UnsetType, words: str
     return lexical.query(words) if chosen == "hybrid" and words.strip() else None
 
 
+async def search_records(
+    app: App, text: str, supplied: Any, filter: Filter, *, limit: int,
+    threshold: float | None = None, with_vector: bool = False,
+    mode: SearchMode | UnsetType = UNSET, words: str | None = None,
+) -> list[ScoredRecord]:
+    """``text`` is embedded (unless ``supplied``); ``words`` (default ``text``) are what a
+    hybrid search matches lexically."""
+    [vector] = await app.vectors([text], [None if supplied is UNSET else supplied],
+                                 create=False)
+    return await app.store.search(vector, filter=filter, limit=limit,
+                                  score_threshold=threshold, with_vector=with_vector,
+                                  sparse=lexical_query(app, mode, text if words is None
+                                                       else words))
+
+
 async def search_memories(
     app: App, text: str, supplied: Any, filter: Filter, *, limit: int,
     threshold: float | None, with_vector: bool = False,
     mode: SearchMode | UnsetType = UNSET, words: str | None = None,
 ) -> list[MemorySearchResult]:
-    """``text`` is embedded (unless ``supplied``); ``words`` (default ``text``) are what a
-    hybrid search matches lexically."""
-    [vector] = await app.vectors([text], [None if supplied is UNSET else supplied],
-                                 create=False)
-    hits = await app.store.search(vector, filter=filter, limit=limit,
-                                  score_threshold=threshold, with_vector=with_vector,
-                                  sparse=lexical_query(app, mode, text if words is None
-                                                       else words))
+    """``search_records`` as memory entries (records that are not memories left out)."""
+    hits = await search_records(app, text, supplied, filter, limit=limit, threshold=threshold,
+                                with_vector=with_vector, mode=mode, words=words)
     results = []
     for hit in hits:
         entry = payloads.memory_entry(hit.id, hit.payload, hit.vector if with_vector else None)
