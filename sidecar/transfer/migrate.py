@@ -238,22 +238,26 @@ class Server:
         except (KeyError, TypeError, ValueError):
             return None
 
+    def check_model(self, collection: str, model: dict[str, Any]) -> None:
+        """Refuse to add memories of ``model`` to a collection recorded as another's."""
+        recorded = self.model(collection)
+        if recorded is not None and (recorded["provider"], recorded["model"]) != (
+                model["provider"], model["model"]):
+            raise MigrateError(
+                f"collection {collection!r} at {shown(self.url)} was embedded with "
+                f"{recorded['provider']} {recorded['model']!r}, memoryd's with "
+                f"{model['provider']} {model['model']!r}: migrate into another collection "
+                f"(--to-collection), or re-embed one side first (`memoryd reembed`)")
+
     def set_model(self, collection: str, model: dict[str, Any]) -> None:
         """Record ``model`` for ``collection`` the way memoryd's QdrantGuard does, so a
-        memoryd serving from this server embeds with the same model (or says why not)."""
+        memoryd serving from this server embeds with the same model (or says why not). A
+        record already there was checked (``check_model``) and stays."""
         from qdrant_client import models
 
         from sidecar.embedding.guard import COMPANION_COLLECTION, model_point_id
 
-        recorded = self.model(collection)
-        if recorded is not None:
-            if (recorded["provider"], recorded["model"]) != (model["provider"],
-                                                             model["model"]):
-                raise MigrateError(
-                    f"collection {collection!r} at {shown(self.url)} was embedded with "
-                    f"{recorded['provider']} {recorded['model']!r}, memoryd's with "
-                    f"{model['provider']} {model['model']!r}: migrate into another collection "
-                    f"(--to-collection), or re-embed one side first (`memoryd reembed`)")
+        if self.model(collection) is not None:
             return
         point_id = model_point_id(collection)
         with self.mapped("writing the embedding model record"):
@@ -402,10 +406,13 @@ def migrate_from(memoryd: Memoryd, server: Server, collection: str, checkpoint: 
     for plan in plans:  # every refusal before the first write
         where = f"collection {plan.collection!r} at {shown(server.url)}"
         _refuse_distance(where, plan.shape)
-        target = spaces.get(plan.space) or {}
-        _refuse_dimension(where, plan.shape.dimension,
-                          f"memoryd's {target.get('collection') or plan.space}",
-                          target.get("dimension"))
+        target = spaces.get(plan.space)
+        if target is not None:
+            _refuse_dimension(where, plan.shape.dimension,
+                              f"memoryd's {target['collection']}", target["dimension"])
+        elif is_kv_space(plan.space):  # memoryd makes a new kv namespace 1-d
+            _refuse_dimension(where, plan.shape.dimension,
+                              "a kv namespace memoryd creates", kv.DIMENSION)
     model = server.model(collection)
     _copy(plans, checkpoint, progress_json, f"migrate from {shown(server.url)}",
           lambda plan, after: server.pages(plan.collection, plan.shape, after, BATCH),
@@ -443,6 +450,8 @@ def migrate_to(memoryd: Memoryd, server: Server, collection: str, checkpoint: Ch
         plans.append(Plan(space, target, shape))
         if space == MEMORIES and described.get("model"):
             models[target] = described["model"]
+    for name, model in models.items():  # refused before anything is created
+        server.check_model(name, model)
     for plan in plans:
         server.create(plan.collection, plan.shape.dimension, lexical=plan.shape.lexical,
                       indexes=kv.INDEXES if is_kv_space(plan.space) else PAYLOAD_INDEXES)

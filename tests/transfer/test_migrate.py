@@ -143,8 +143,8 @@ def legacy(fake: FakeQdrantProcess) -> list[models.PointStruct]:
     return seed_legacy(fake, 5000)
 
 
-def start(factory: Any, root: Path, *args: str) -> Memoryd:
-    return factory("--sweep-interval", "0", *args, root=root, env=NO_MODEL)
+def start(factory: Any, root: Path, *args: str, env: dict[str, str] = NO_MODEL) -> Memoryd:
+    return factory("--sweep-interval", "0", *args, root=root, env=env)
 
 
 def migrate_cmd(server: Memoryd, state: Path, *args: str) -> list[str]:
@@ -352,6 +352,37 @@ def round_trip(memoryd_factory: Any, short_tmp: Path, fake: FakeQdrantProcess) -
     found = second.call("memory.search", {"query": "number 17", "vector": inputs[17]["vector"],
                                           "mode": "hybrid", "threshold": 0, "limit": 3})
     assert found["result"][0]["entry"]["content"] == inputs[17]["content"]
+
+
+def test_the_embedding_model_travels_and_another_model_is_refused(
+        memoryd_factory: Any, short_tmp: Path, fake: FakeQdrantProcess) -> None:
+    """Memories embedded by memoryd carry their model to the server (memoryd's companion
+    collection) and from there into a memoryd that has none; a memoryd that embeds with
+    another model refuses them, naming both, before writing anything."""
+    mock = {"MEMORYD_EMBEDDING__PROVIDER": "legacy-mock"}
+    first = start(memoryd_factory, short_tmp / "a", env=mock)
+    for text in ("the user likes tea", "the user lives in Lisbon", "the dog is called Rex"):
+        assert "error" not in first.call("memory.save", {"category": "fact", "content": text})
+    state = short_tmp / "state.json"
+    status, _, err = run(first, state, "--to-url", fake.url)
+    assert status == 0, err
+    first.stop()
+
+    other = start(memoryd_factory, short_tmp / "c",
+                  env={"MEMORYD_EMBEDDING__PROVIDER": "openai", "OPENAI_API_KEY": "sk-test"})
+    status, _, err = run(other, state, "--from-url", fake.url)
+    assert status == 1
+    assert "legacy-mock 'mock-embedding'" in err and "memoryd reembed" in err
+    assert count(other)["memories"] == 0
+    other.stop()
+
+    second = start(memoryd_factory, short_tmp / "b")
+    status, report, err = run(second, state, "--from-url", fake.url)
+    assert status == 0 and report is not None and report["ok"], err
+    memories = second.call("transfer.describe", {})["result"]["spaces"][0]
+    assert memories["count"] == 3
+    assert (memories["model"]["provider"], memories["model"]["model"]) == (
+        "legacy-mock", "mock-embedding")
 
 
 def test_wrong_api_key_unreachable_server_and_absent_memoryd_are_precise(
