@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from sidecar.domain import kv, legacy_ids
+from sidecar.transfer.digest import Digest
 from tests.fakes.qdrant_rest import FakeQdrantProcess
 from tests.support import Memoryd
 
@@ -385,6 +387,7 @@ def test_the_embedding_model_travels_and_another_model_is_refused(
         "legacy-mock", "mock-embedding")
 
 
+@pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 def test_wrong_api_key_unreachable_server_and_absent_memoryd_are_precise(
         memoryd_factory: Any, short_tmp: Path) -> None:
     fake = FakeQdrantProcess(short_tmp / "qdrant", api_key="the-right-key")
@@ -427,3 +430,34 @@ def test_a_dimension_mismatch_is_refused_before_writing(
     assert f"collection 'agent_memory' at {fake.url} has {DIM}-d vectors" in err
     assert "has 4-d" in err and "memoryd reembed" in err
     assert count(server)["memories"] == 0
+    bad = server.call("transfer.digest", {"space": "memory"})["error"]
+    assert bad["data"]["kind"] == "validation" and "kv:<namespace>" in bad["message"]
+
+
+def test_the_digest_is_order_free_and_compares_vectors_as_float32() -> None:
+    rng = random.Random(1)
+    records = [{"id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "vector": [rng.uniform(-1, 1) for _ in range(DIM)],
+                "payload": {"type": "memory", "category": "fact", "n": i, "x": {"b": 1, "a": 2}}}
+               for i in range(50)]
+
+    def digest_of(items: list[dict[str, Any]]) -> dict[str, Any]:
+        d = Digest()
+        d.add_all(items)
+        return d.result()
+
+    base = digest_of(records)
+    assert base["count"] == 50 and base["countsByType"] == {"memory:fact": 50}
+    assert digest_of(list(reversed(records))) == base  # any page order
+    reordered = [{**r, "payload": dict(reversed(list(r["payload"].items())))} for r in records]
+    assert digest_of(reordered) == base  # payload key order is not content
+    first = records[0]
+    below_float32 = [{**first, "vector": [first["vector"][0] * (1 + 1e-12), *first["vector"][1:]]},
+                     *records[1:]]
+    assert digest_of(below_float32) == base  # what the engines store is the same
+    one_bit = struct.unpack("<f", struct.pack("<f", first["vector"][0]))[0]
+    one_bit = struct.unpack("<f", (struct.unpack("<I", struct.pack("<f", one_bit))[0] ^ 1)
+                            .to_bytes(4, "little"))[0]
+    changed = [{**first, "vector": [one_bit, *first["vector"][1:]]}, *records[1:]]
+    assert digest_of(changed)["digest"] != base["digest"]
+    assert digest_of(records[1:])["digest"] != base["digest"]
