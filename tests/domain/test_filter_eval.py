@@ -318,14 +318,14 @@ def server(portal: BlockingPortal, tmp_path_factory: pytest.TempPathFactory) -> 
         engine.call(store.open)
         engine.call(store.ensure_collection, 2, [])
         yield engine
-        engine.call(store.close)
     finally:
+        engine.call(store.close)
         fake.stop()
 
 
-# Disagreements the property found in the first ``matches`` (fixed there): it followed dotted
-# keys into arrays of objects, called ``[null]`` empty, matched true for 1 in a MatchAny and
-# compared ranges exactly where the engines compare float64.
+# Where the first ``matches`` disagreed with qdrant-edge (fixed there): it followed dotted keys
+# into arrays of objects, called ``[null]`` empty, matched true for 1 in a MatchAny and compared
+# ranges exactly where the engines compare float64.
 REGRESSIONS: tuple[Points, list[Filter]] = (
     [({"metadata": [{"tags": ["a"]}], "keyHash": 2**63 - 1}, None),
      ({"metadata": [None], "keyHash": True}, None),
