@@ -29,8 +29,9 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-# system.shutdown would end the run; it is fuzzed only with params that cannot be valid.
-SKIP_VALID = frozenset({"system.shutdown"})
+# system.shutdown would end the run, and transfer.reembed may load a model (hundreds of MiB) or
+# replace the collection: both are fuzzed only with params that cannot be valid.
+SKIP_VALID = frozenset({"system.shutdown", "transfer.reembed"})
 CLASSES = ("random_bytes", "mutated", "deep_nesting", "invalid_utf8", "lone_surrogate",
            "huge_number", "duplicate_keys", "big_batch")
 KV_NAMESPACES = ("fuzz", "fuzz-b")  # kv namespaces are collections: keep their number small
@@ -268,7 +269,7 @@ class Generator:
 
     def _line(self, req: dict[str, Any]) -> bytes:
         """The request as JSON text; a method in SKIP_VALID always gets an unknown field
-        (last, so no duplicate key can take it away): never a valid shutdown."""
+        (last, so no duplicate key can take it away): never valid."""
         if _guarded(req):
             params = req.get("params")
             pairs = list(params.pairs if isinstance(params, Dup) else
