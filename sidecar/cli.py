@@ -198,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("memoryd reembed: --provider is required (or --drop-old alone)",
                   file=sys.stderr)
             return 2
+        from sidecar.transfer import reembed_cli
+
+        return reembed_cli.run(config.socket_path(), provider=args.provider, model=args.model,
+                               dimensions=args.dimensions, base_url=args.base_url,
+                               drop_old=args.drop_old, json_lines=args.json)
+    return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
