@@ -90,7 +90,7 @@ class Backfill:
                     await anyio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
                     continue
-                if not getattr(self.app.engine, "lexical", True):
+                if self.app.engine is not None and not self.app.engine.lexical:
                     # a Qdrant server too old to add the vector: hybrid is served dense
                     self.state = "unsupported"
                     await anyio.sleep(RECHECK)

@@ -71,6 +71,7 @@ class Store(ABC):
     engine cannot be reached and ``DimensionMismatch`` for a vector of the wrong length."""
 
     kind: str
+    lexical: bool = False  # the collection has (or gains) the BM25 sparse vector
 
     @property
     def answered_at(self) -> float | None:
