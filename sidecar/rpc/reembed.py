@@ -4,10 +4,12 @@ sidecar/transfer/reembed.py; the command: ``memoryd reembed``)."""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
 
+from sidecar.contract import FieldError
 from sidecar.rpc import Context, NoParams, rpc
 from sidecar.transfer.reembed import reembedder
 
@@ -24,6 +26,20 @@ class ReembedParams(msgspec.Struct, forbid_unknown_fields=True):
     dimensions: Annotated[int, Meta(ge=1, le=65_536)] | None = None
     baseUrl: Annotated[str, Meta(min_length=1, max_length=2048)] | None = None
     dropOld: bool = False
+
+    def __post_init__(self) -> None:
+        # refused here, not found out by the job (a failed job, a traceback in the log)
+        if self.baseUrl is not None and not _http_url(self.baseUrl):
+            raise FieldError(".baseUrl", "must be an http:// or https:// URL with a host")
+
+
+def _http_url(text: str) -> bool:
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
 
 
 @rpc("transfer.reembed", "admin")

@@ -153,10 +153,18 @@ def export(socket_path: Path, out: str, *, json_lines: bool) -> int:
 @contextlib.contextmanager
 def _output(out: str) -> Iterator[IO[bytes]]:
     if out == "-":
+        if sys.stdout is None:
+            raise CommandError("stdout is closed: give a file with --out")
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
     final = Path(out)
+    if final.exists() and not final.is_file():
+        # a device or pipe (/dev/null, a FIFO): written as it is; renaming over it would
+        # replace the device node itself
+        with open(final, "wb") as stream:
+            yield stream
+        return
     partial = final.with_name(final.name + ".partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # memories: private
     try:
@@ -210,6 +218,8 @@ def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BA
 @contextlib.contextmanager
 def _input(source: str) -> Iterator[IO[bytes]]:
     if source == "-":
+        if sys.stdin is None:
+            raise CommandError("stdin is closed: give the export file's path")
         yield sys.stdin.buffer
         return
     try:
@@ -245,6 +255,9 @@ def _header(first: tuple[int, bytes] | None) -> rec.Header:
     number, line = first
     try:
         return _header_decoder.decode(line)
+    except RecursionError:
+        raise CommandError(f"line {number} nests too deeply: not a memoryd export header"
+                           ) from None
     except msgspec.DecodeError as exc:
         raise CommandError(f"line {number} is not a memoryd export header "
                            f"(format {rec.FORMAT!r}, version {rec.VERSION}): {exc}") from None
@@ -257,6 +270,9 @@ def _record(number: int, line: bytes) -> rec.Line:
         raise CommandError(f"line {number} is not an export record: {exc}") from None
     except msgspec.DecodeError as exc:
         raise CommandError(f"line {number} is not JSON: {exc}") from None
+    except RecursionError:  # msgspec's own limit on nesting (memoryd refuses far less deep)
+        raise CommandError(f"line {number} nests too deeply: not a record memoryd exported"
+                           ) from None
 
 
 def _batches(lines: Iterator[tuple[int, bytes]], size: int
@@ -345,8 +361,13 @@ def run(command: str, socket_path: Path, args: Any) -> int:
         print(f"memoryd {command}: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `memoryd export | head`: the reader left
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        _drop_stdout()
         print(f"memoryd {command}: the output was closed before the end", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the output's disk is full, its directory is missing, ...
+        _drop_stdout()
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"memoryd {command}: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         again = ("rerun it: records already imported are rewritten, never duplicated"
@@ -354,3 +375,10 @@ def run(command: str, socket_path: Path, args: Any) -> int:
         print(f"memoryd {command}: stopped after {time.monotonic() - started:.1f} s; {again}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for a closed or full output would
+    fail again, as a second error, when Python flushes it at exit."""
+    if sys.stdout is not None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

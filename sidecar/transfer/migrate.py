@@ -93,6 +93,12 @@ class Shape(msgspec.Struct):
     count: int
 
 
+def _not_qdrant(where: str, doing: str, exc: ValueError) -> MigrateError:
+    first = str(exc).partition("\n")[0][:200]  # pydantic's errors run to several lines
+    return MigrateError(f"{where} answered, but not as a Qdrant server does, while {doing} "
+                        f"(is the URL right?): {type(exc).__name__}: {first}")
+
+
 class Server:
     def __init__(self, url: str, api_key: str | None, timeout: float = 60.0) -> None:
         from qdrant_client import QdrantClient
@@ -127,8 +133,12 @@ class Server:
                                f"while {doing}: {detail}") from None
         except ResponseHandlingException as exc:
             reason = exc.source if getattr(exc, "source", None) is not None else exc
+            if isinstance(reason, ValueError):  # it answered, but not as Qdrant does
+                raise _not_qdrant(where, doing, reason) from None
             raise MigrateError(f"cannot reach a Qdrant server at {where} while {doing}: "
                                f"{type(reason).__name__}: {reason}") from None
+        except ValueError as exc:  # a reply that is not JSON (qdrant-client lets it through)
+            raise _not_qdrant(where, doing, exc) from None
 
     def collections(self) -> list[str]:
         with self.mapped("listing collections"):

@@ -66,10 +66,10 @@ class Line(ExportRecord, kw_only=True, **_STRICT):
 class SpaceInfo(msgspec.Struct):
     space: str
     collection: str
-    dimension: int | None
+    dimension: Annotated[int, Meta(ge=1, le=contract.MAX_DIMENSION)] | None
     distance: str
     model: ModelRecord | None
-    count: int
+    count: Annotated[int, Meta(ge=0, le=contract.INT64_MAX)]
 
 
 class Header(msgspec.Struct):
@@ -174,6 +174,60 @@ def to_points(records: list[ExportRecord], dimension: int, path: str = "$.record
             raise contract.field_error(exc.subpath, exc.predicate) from None
         points.append(Point(record.id.lower(), record.vector, record.payload, sparse))
     return points
+
+
+def check_memory_records(records: list[ExportRecord], path: str = "$.records") -> None:
+    """A memory's ``createdAt`` is how memory.list orders and pages (its ``before`` cursor):
+    an integer as memory.save writes it, within +-2^53-1 so a client can send it back. The
+    engine's integer index skips a float or a missing one: such a memory is never listed."""
+    for index, record in enumerate(records):
+        payload = record.payload
+        if payload.get("type") != "memory":
+            continue
+        created = payload.get("createdAt")
+        limit = contract.MAX_SAFE_INT
+        if type(created) is not int or not -limit <= created <= limit:
+            raise contract.field_error(
+                f"{path}[{index}].payload.createdAt",
+                f"must be an integer of milliseconds within +-{contract.MAX_SAFE_INT} (how "
+                f"memory.list orders and pages memories)")
+
+
+_KV_TIMES = ("createdAt", "updatedAt", "expiresAt", "ttlMs")
+
+
+def check_kv_records(namespace: str, records: list[ExportRecord], value_cap: int,
+                     path: str = "$.records") -> None:
+    """kv records as the kv methods read them. One with a ``keyHash`` is an entry: its key,
+    id, key hash, value and times must be what ``kv.set`` writes, or reads of it go wrong (a
+    kv.list cursor cannot hold a hash past 48 bits; an id not of its key is found under
+    another key). One without is foreign (left by legacy code): kept, never read."""
+    for index, record in enumerate(records):
+        payload = record.payload
+        if "keyHash" not in payload:
+            continue
+        where = f"{path}[{index}]"
+        key = payload.get("key")
+        if not isinstance(key, str):
+            raise contract.field_error(f"{where}.payload.key",
+                                       "must be a string (the record has a keyHash)")
+        kv.check_key(key, f"{where}.payload.key")
+        point_id = kv.point_id(namespace, key)
+        if record.id.lower() != point_id:
+            raise errors.ValidationError.at(
+                f"{where}.id", f"the id of key {key!r} in kv namespace {namespace!r} is "
+                               f"{point_id}, not {record.id}")
+        key_hash = kv.key_hash(point_id)
+        if type(payload["keyHash"]) is not int or payload["keyHash"] != key_hash:
+            raise contract.field_error(f"{where}.payload.keyHash",
+                                       f"must be {key_hash} (the hash of the record's id)")
+        kv.check_value(payload.get("value"), value_cap, f"{where}.payload.value")
+        for field in _KV_TIMES:
+            value = payload.get(field)
+            if value is not None and (type(value) is not int
+                                      or not 0 <= value <= contract.INT64_MAX):
+                raise contract.field_error(f"{where}.payload.{field}",
+                                           "must be an integer of milliseconds (0 to 2^63-1)")
 
 
 # -- the compatibility rule --------------------------------------------------------------------

@@ -115,9 +115,16 @@ async def import_records(app: App, params: rec.ImportParams) -> dict[str, int | 
         return {"written": 0, "queued": False}
     dimension = len(params.records[0].vector)
     namespace = rec.namespace_of(params.space)
+    if params.model is not None and params.model.dimension != dimension:
+        # else the guard would record a model whose vectors the collection cannot hold
+        raise errors.ValidationError.at(
+            "$.model.dimension", f"model.dimension is {params.model.dimension} but the "
+                                 f"records' vectors have {dimension} dimensions")
     if namespace is None:
+        rec.check_memory_records(params.records)
         writer = await _memories_for_import(app, params, dimension)
     else:
+        rec.check_kv_records(namespace, params.records, app.config.kv_max_value_bytes)
         writer = await _kv_for_import(app, params.space, namespace, dimension)
     points = rec.to_points(params.records, dimension)
     queued = await writer.upsert(points)
