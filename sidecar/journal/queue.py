@@ -174,17 +174,20 @@ class WriteQueue:
         seq = self.log.append(body)  # raises backend_unavailable when full
         p = QueuedWrite(seq, entry, body, live=True)
         self._enqueue(p)
-        await self.log.commit(seq)
-        # From here on the write is durable: it may be acknowledged.
-        self._wake.set()
-        # The wait ends at the request's deadline; past it, no wait at all (no checkpoint for
-        # the request's scope to cancel this reply at).
-        budget = deadline.remaining(self.config.write_timeout_ms / 1000)
-        if budget > 0 and not p.settled.is_set() and not self.stalled:
-            p.waiting = True
-            with anyio.move_on_after(budget):
-                await p.settled.wait()
-            p.waiting = False
+        # Appended, the write will be applied whatever becomes of this request, so its reply
+        # must say what happened to it: shielded from the request's cancel scope, which would
+        # turn it into a `timeout` (a client retrying a save would then store it twice). The
+        # fsync takes what the disk takes; the wait for the applier ends at the deadline.
+        with anyio.CancelScope(shield=True):
+            await self.log.commit(seq)
+            # From here on the write is durable: it may be acknowledged.
+            self._wake.set()
+            budget = deadline.remaining(self.config.write_timeout_ms / 1000)
+            if budget > 0 and not p.settled.is_set() and not self.stalled:
+                p.waiting = True
+                with anyio.move_on_after(budget):
+                    await p.settled.wait()
+                p.waiting = False
         # Its writer goes on (and may reuse the objects): from now on the journaled body is
         # what gets applied.
         p.live = None
