@@ -10,8 +10,8 @@ wait for a journaled write to be applied — and the reply is then ``timeout`` w
 The parts that wait read the deadline from here (``current``, ``remaining``) and end at it by
 their own scopes, each with its own error and counters; a journaled write answers
 ``queued: true`` there (its commit and wait are shielded from this scope: once appended, a
-write's reply must say what became of it, never ``timeout``). ``within``'s cancel scope fires ``GRACE`` later: it stops only what has
-no bound of its own, and never the reply of a write that already ended its wait.
+write's reply must say what became of it, never ``timeout``). ``within``'s cancel scope
+fires ``GRACE`` later: it stops only what has no bound of its own.
 (A scope nested in another with the same deadline cannot catch its own cancellation: the
 outer one's would pass through it, reply and all.)
 
