@@ -159,6 +159,23 @@ class RawClient:
         return msgspec.json.decode(line)
 
 
+def flood_vector(i: int) -> list[float]:
+    """A 4-d vector for memory ``i`` of ``flood_target``'s store."""
+    return [1.0, (i % 7) / 7, (i % 5) / 5, 0.5]
+
+
+def flood_target(memoryd_factory: Any, memories: int = 200) -> Memoryd:
+    """A memoryd (4-d, no embedder, no sweeps) holding ``memories`` memories, for a
+    ``ListFlood`` to list."""
+    server: Memoryd = memoryd_factory("--dimension", "4", env={
+        "MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_SWEEP_INTERVAL": "0"})
+    with server.connect() as c:
+        c.result("memory.saveBatch", {"inputs": [
+            {"category": "fact", "content": f"memory {i}", "vector": flood_vector(i)}
+            for i in range(memories)]})
+    return server
+
+
 class ListFlood:
     """``connections`` threads pipelining batches of 100 ``memory.list`` with 1-30 ms of
     ``timeoutMs`` until the block ends: most run out of time queueing behind each other.

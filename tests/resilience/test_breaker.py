@@ -18,7 +18,7 @@ from sidecar.resilience import CircuitBreaker, ResilientStore
 from sidecar.store.qdrant import QdrantStore
 from tests.fakes.proxy import CutProxy
 from tests.fakes.qdrant_rest import FakeQdrantProcess
-from tests.support import ListFlood
+from tests.support import ListFlood, flood_target
 
 
 class Clock:
@@ -231,12 +231,6 @@ async def test_hanging_endpoint_times_out_at_the_request_deadline(proxy: CutProx
 
 # -- over a real socket: one client's flood cannot open the breaker for the others ----------
 
-DIM = 4
-
-
-def _vector(i: int) -> list[float]:
-    return [1.0, (i % 7) / 7, (i % 5) / 5, 0.5]
-
 
 def test_one_clients_timed_out_flood_leaves_the_breaker_closed_for_others(
         memoryd_factory: Any) -> None:
@@ -245,12 +239,8 @@ def test_one_clients_timed_out_flood_leaves_the_breaker_closed_for_others(
     them run out of time queueing behind the others. The store keeps answering, so none of
     that is a store failure: another client's reads are served throughout and the breaker
     stays closed."""
-    server = memoryd_factory("--dimension", str(DIM), env={
-        "MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_SWEEP_INTERVAL": "0"})
+    server = flood_target(memoryd_factory)
     with server.connect() as other:
-        other.result("memory.saveBatch", {"inputs": [
-            {"category": "fact", "content": f"memory {i}", "vector": _vector(i)}
-            for i in range(200)]})
         with ListFlood(server) as flood:
             served = 0
             for _ in range(400):  # bounded: the flood must have produced its timeouts by then

@@ -15,7 +15,7 @@ import msgspec
 
 from sidecar.store import wire
 from sidecar.store.base import PayloadIndex, Point
-from tests.support import ListFlood
+from tests.support import ListFlood, flood_target, flood_vector
 
 DIM = 4
 
@@ -67,21 +67,13 @@ def test_worker_skips_expired_reads_and_runs_expired_writes(tmp_path: Path) -> N
         assert worker.close() == 0
 
 
-def _vector(i: int) -> list[float]:
-    return [1.0, (i % 7) / 7, (i % 5) / 5, 0.5]
-
-
 def test_flood_of_expired_reads_leaves_the_engine_to_the_others(memoryd_factory: Any) -> None:
     """Three connections pipeline batches of memory.list with 1-30 ms of timeoutMs while
     another client lists and saves. The worker skips reads that expired in its queue
     (``skippedExpired``), the other client's calls all succeed, the breaker stays closed,
     and every save acknowledged during the flood is readable afterwards."""
-    server = memoryd_factory("--dimension", str(DIM), env={
-        "MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_SWEEP_INTERVAL": "0"})
+    server = flood_target(memoryd_factory)
     with server.connect() as other:
-        other.result("memory.saveBatch", {"inputs": [
-            {"category": "fact", "content": f"memory {i}", "vector": _vector(i)}
-            for i in range(200)]})
 
         def skipped() -> int:
             detail = other.result("system.health")["checks"]["store"]["detail"]
@@ -93,7 +85,7 @@ def test_flood_of_expired_reads_leaves_the_engine_to_the_others(memoryd_factory:
                 assert len(other.result("memory.list", {"limit": 5})) == 5
                 saved.append(other.result("memory.save", {
                     "category": "fact", "content": f"during the flood {i}",
-                    "vector": _vector(i)})["id"])
+                    "vector": flood_vector(i)})["id"])
                 if i >= 5 and skipped() >= 50:
                     break
         flood_kinds = flood.kinds
