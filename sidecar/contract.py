@@ -170,7 +170,8 @@ class MemoryEntry(msgspec.Struct, omit_defaults=True):
 
 
 class SavedEntry(MemoryEntry, omit_defaults=True):
-    """memory.save's result: the entry, plus ``queued`` when the write was only journaled."""
+    """memory.save's result: the entry, plus ``queued`` when the write was only journaled.
+    memory.saveBatch's entries are the same without ``embedding``."""
 
     queued: bool | UnsetType = UNSET
 

@@ -51,9 +51,11 @@ async def save(ctx: Context, params: MemoryInput) -> SavedEntry:
 
 @rpc("memory.saveBatch", "write")
 async def save_batch(ctx: Context, params: MemorySaveBatchParams) -> dict[str, Any]:
+    """``{entries}`` in input order: each what ``memory.save`` returns, less ``embedding``
+    (the caller sent or can fetch it: ``memory.get`` returns it)."""
     if not params.inputs:
         return {"entries": []}
-    entries, queued = await save_memories(ctx.app, params.inputs)
+    entries, queued = await save_memories(ctx.app, params.inputs, embeddings=False)
     return with_queued({"entries": entries}, queued)
 
 

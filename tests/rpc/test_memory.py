@@ -128,12 +128,33 @@ def test_save_batch_in_order(rpc: Rpc) -> None:
     out = rpc.result("memory.saveBatch", {"inputs": [
         mem(c, v, namespace="batch") for c, v in zip("abc", vectors, strict=True)]})
     assert [e["content"] for e in out["entries"]] == ["a", "b", "c"]
-    assert [e["embedding"] for e in out["entries"]] == vectors
+    assert all("embedding" not in e for e in out["entries"])
+    assert [rpc.result("memory.get", {"id": e["id"]})["embedding"]
+            for e in out["entries"]] == vectors  # stored all the same
     assert "queued" not in out
     assert len({e["id"] for e in out["entries"]}) == 3
     assert sorted(e["content"] for e in rpc.result("memory.list", {"namespace": "batch"})) == [
         "a", "b", "c"]
     assert rpc.result("memory.saveBatch", {"inputs": []}) == {"entries": []}
+
+
+def test_save_batch_entry_is_the_save_entry_without_embedding(rpc: Rpc) -> None:
+    """Every field memory.save returns, optional ones included, except ``embedding``."""
+    full = mem("every field", vec(a14=1.0), namespace="batch-shape", summary="s",
+               ttl=3_600_000, metadata={"tags": ["x"], "agent": "a"},
+               media={"mediaType": "image", "width": 2})
+    bare = mem("bare", vec(a13=1.0), namespace=None)
+    for memory in (full, bare):
+        saved = rpc.result("memory.save", memory)
+        [entry] = rpc.result("memory.saveBatch", {"inputs": [memory]})["entries"]
+        assert saved.pop("embedding") == memory["vector"]
+        moments = ("id", "createdAt", "accessedAt")
+        assert {k: v for k, v in entry.items() if k not in moments} == {
+            k: v for k, v in saved.items() if k not in moments}
+        assert set(entry) == set(saved)
+        got = rpc.result("memory.get", {"id": entry["id"]})
+        assert got.pop("embedding") == memory["vector"]
+        assert got == entry
 
 
 def test_get_absent_or_another_type(rpc: Rpc) -> None:

@@ -382,10 +382,14 @@ export class SidecarMemory {
     return entry ? SidecarMemory.stripQueued(entry) : this.placeholder(input);
   }
 
-  /** Several saves in one call (memory.saveBatch); results in input order. */
-  async saveBatch(inputs: MemoryInput[]): Promise<MemoryEntry[]> {
+  /**
+   * Several saves in one call (memory.saveBatch); results in input order. Each entry is what
+   * `save` returns without `embedding` (memoryd does not echo a batch's vectors; `get` returns
+   * a memory's).
+   */
+  async saveBatch(inputs: MemoryInput[]): Promise<Array<Omit<MemoryEntry, "embedding">>> {
     const vectors = this.embedder ? await this.embedder.embedBatch(inputs.map((i) => i.content)) : undefined;
-    const result = await this.degradable<{ entries: Array<MemoryEntry & { queued?: boolean }> } | null>(
+    const result = await this.degradable<{ entries: Array<Omit<MemoryEntry, "embedding"> & { queued?: boolean }> } | null>(
       "memory.saveBatch",
       async () => ({
         inputs: inputs.map((input, i) => {
@@ -396,7 +400,12 @@ export class SidecarMemory {
       () => null,
       false,
     );
-    return result ? result.entries.map((e) => SidecarMemory.stripQueued(e)) : inputs.map((i) => this.placeholder(i));
+    return result
+      ? result.entries.map(({ queued: _queued, ...entry }) => entry)
+      : inputs.map((i) => {
+          const { embedding: _embedding, ...entry } = this.placeholder(i);
+          return entry;
+        });
   }
 
   async search(params: MemorySearchParams): Promise<MemorySearchResult[]> {
