@@ -2,6 +2,7 @@
 
     python scripts/bench/store_bench.py [--sizes 10000,100000] [--dim 384] [--batch 500]
                                         [--queries 200] [--health-seconds 10] [--no-optimize]
+                                        [--inflight 2,4] [--rounds 3] [--throughput-only]
                                         [--json]
 
 For each size N, the same N memories (random ``--dim`` vectors, memoryd's payload shape, eight
@@ -20,6 +21,11 @@ memoryd's main process and its engine workers. Then ``system.health``
 p99 while other connections search and save flat out (target < 50 ms), and, unless
 ``--no-optimize``, the HNSW trade-off in-process: build time, search latency exact vs
 indexed, and recall@10 of the index against exact search.
+
+Last, saveBatch throughput (``bench_throughput``): memories/s with several batches in flight
+(``--inflight`` connections, each sending its batches back to back) against the in-process
+engine upserting the same batches one after another, alternating, ``--rounds`` times; with
+CPU per batch of each process and the journal's appends / fsyncs / store upserts.
 """
 
 from __future__ import annotations
@@ -32,12 +38,14 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import psutil
 from benchkit import Client, Memoryd, percentile
@@ -111,6 +119,103 @@ class Cpu:
 def search_params(vector: list[float]) -> dict[str, Any]:
     return {"query": "bench", "vector": vector, "category": SEARCH_CATEGORIES, "limit": 10,
             "threshold": 0.0}
+
+
+class _Reply(msgspec.Struct):
+    """A saveBatch reply as the throughput clients read it: the entries are skipped, not
+    built (the client's work is not memoryd's; CPU per process is printed apart)."""
+
+    result: msgspec.Raw = msgspec.Raw()
+    error: dict[str, Any] | None = None
+
+
+def _send_batches(path: Path, requests: list[bytes], errors: list[str]) -> None:
+    """One connection: each request sent once the previous one is answered."""
+    client = Client(path)
+    try:
+        for request in requests:
+            client.sock.sendall(request)
+            reply = msgspec.json.decode(client.file.readline(), type=_Reply)
+            if reply.error is not None:
+                errors.append(str(reply.error))
+    except Exception as exc:  # the bench stops with it
+        errors.append(repr(exc))
+    finally:
+        client.close()
+
+
+def _inprocess_save(shard: Any, data: Data, start: int, stop: int) -> None:
+    """One batch the way memoryd stores it (payload shape, one upsert call); no journal and
+    no lexical vector."""
+    now = time.time_ns() // 1_000_000
+    shard.update(qe.UpdateOperation.upsert_points([
+        qe.Point(str(uuid.uuid4()), data.vectors[i].tolist(), {
+            "type": "memory", **data.memory(i), "createdAt": now,
+            "accessedAt": now, "expiresAt": 0, "namespace": NAMESPACE})
+        for i in range(start, stop)]))
+
+
+def bench_throughput(data: Data, count: int, args: argparse.Namespace, root: Path
+                     ) -> dict[str, Any]:
+    """memories/s of ``count`` memories in batches of ``--batch``: through memoryd with
+    ``c`` connections each sending its share of the batches back to back (``c`` in
+    ``--inflight``), against the in-process engine upserting the same batches one after
+    another. Each round measures, for each ``c``, in-process then memoryd, so both stores
+    grow alike; ratios are per round, then the median. The requests are encoded before the
+    clock starts; the journal's appends / fsyncs / store upserts are counted per run."""
+    server = Memoryd(root / "memoryd")
+    shard = qe.EdgeShard.create(str(root / "tp-shard"), qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(size=data.vectors.shape[1], distance=qe.Distance.Cosine)))
+    for index in PAYLOAD_INDEXES:
+        shard.update(qe.UpdateOperation.create_field_index(
+            index.key, _schema(index.key, index.schema)))
+    cpu = Cpu(server.proc.pid)
+    spans = [(start, min(count, start + args.batch)) for start in range(0, count, args.batch)]
+    requests = [msgspec.json.encode({
+        "jsonrpc": "2.0", "id": k, "method": "memory.saveBatch", "params": {"inputs": [
+            {**data.memory(i), "vector": data.vectors[i].tolist()}
+            for i in range(start, stop)]}}) + b"\n" for k, (start, stop) in enumerate(spans)]
+    out: dict[str, Any] = {c: {"memoryd": [], "inprocess": [], "ratio": [], "cpu": [],
+                               "journal": []} for c in args.inflight}
+    try:
+        server.client.call("memory.saveBatch", {"inputs": [  # creates the collection
+            {**data.memory(0), "vector": data.vectors[0].tolist()}]})
+        _inprocess_save(shard, data, 0, 1)
+        for _ in range(args.rounds):
+            for c in args.inflight:
+                ip_s = timed(lambda: [_inprocess_save(shard, data, a, b) for a, b in spans]
+                             ) / 1000
+                errors: list[str] = []
+                shares = [requests[k::c] for k in range(c)]
+                threads = [threading.Thread(target=_send_batches,
+                                            args=(server.socket, share, errors))
+                           for share in shares]
+                before = server.client.call("system.stats")["journal"]
+
+                def run(threads: list[threading.Thread] = threads) -> None:
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+
+                [md_ms] = cpu.measure("throughput", [run])
+                after = server.client.call("system.stats")["journal"]
+                if errors:
+                    raise SystemExit(f"{len(errors)} saveBatch calls failed: {errors[0]}")
+                r = out[c]
+                r["memoryd"].append(count / (md_ms / 1000))
+                r["inprocess"].append(count / ip_s)
+                r["ratio"].append(r["memoryd"][-1] / r["inprocess"][-1])
+                r["cpu"].append({k: v / len(spans) for k, v in cpu.totals["throughput"].items()})
+                r["journal"].append({k: after[k] - before[k]
+                                     for k in ("appends", "fsyncs", "applyCalls")})
+        expected = 1 + args.rounds * len(args.inflight) * count
+        total = server.client.call("memory.stats")["total"]
+        assert total == expected, (total, expected)
+        return out
+    finally:
+        shard.close()
+        server.stop()
 
 
 def bench_memoryd(data: Data, count: int, args: argparse.Namespace, root: Path
@@ -206,16 +311,9 @@ def bench_inprocess(data: Data, count: int, args: argparse.Namespace, root: Path
             index.key, _schema(index.key, index.schema)))
     cpu = Cpu()
     try:
-        def save(start: int) -> None:
-            now = time.time_ns() // 1_000_000
-            shard.update(qe.UpdateOperation.upsert_points([
-                qe.Point(str(uuid.uuid4()), data.vectors[i].tolist(), {
-                    "type": "memory", **data.memory(i), "createdAt": now,
-                    "accessedAt": now, "expiresAt": 0, "namespace": NAMESPACE})
-                for i in range(start, min(count, start + args.batch))]))
-
         out = saves(cpu.measure("saveBatch", [
-            lambda start=start: save(start) for start in range(0, count, args.batch)]), count)
+            lambda start=start: _inprocess_save(shard, data, start, min(count, start + args.batch))
+            for start in range(0, count, args.batch)]), count)
         search_filter = to_edge(queries.search_filter(NAMESPACE, now=int(time.time() * 1000),
                                                       category=SEARCH_CATEGORIES))
         qs = [data.queries[i].tolist() for i in range(args.queries)]
@@ -341,6 +439,30 @@ def table(results: dict[int, dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(rows)
 
 
+def throughput_table(results: dict[int, dict[str, Any]], args: argparse.Namespace) -> str:
+    """The saveBatch throughput rows: medians over the rounds (the ratio is the median of
+    the rounds' ratios), CPU per batch and the journal's counts per run (medians)."""
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    rows = [f"saveBatch of {args.batch} × {args.dim}-d, memories/s, {args.rounds} rounds "
+            "(requests encoded before the clock)",
+            "| N | in flight | memoryd | in-process, one batch after another | "
+            "ratio memoryd / in-process (rounds) | CPU ms per batch: memoryd / worker / bench | "
+            "appends / fsyncs / upserts |",
+            "|---|---|---|---|---|---|---|"]
+    for size, r in results.items():
+        for c, t in r["throughput"].items():
+            cpu = {k: med([x[k] for x in t["cpu"]]) for k in t["cpu"][0]}
+            j = {k: med([x[k] for x in t["journal"]]) for k in t["journal"][0]}
+            rows.append(f"| {size:,} | {c} | {med(t['memoryd']):,.0f} | "
+                        f"{med(t['inprocess']):,.0f} | {med(t['ratio']):.2f} "
+                        f"({', '.join(f'{x:.2f}' for x in t['ratio'])}) | "
+                        f"{cpu['main']:.1f} / {cpu['worker']:.1f} / {cpu['client']:.1f} | "
+                        f"{j['appends']:.0f} / {j['fsyncs']:.0f} / {j['applyCalls']:.0f} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000")
@@ -352,28 +474,40 @@ def main() -> int:
     parser.add_argument("--searchers", type=int, default=2)
     parser.add_argument("--writers", type=int, default=1)
     parser.add_argument("--no-optimize", dest="optimize", action="store_false")
+    parser.add_argument("--inflight", default="2,4",
+                        help="throughput: connections sending saveBatch at once")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="only the saveBatch throughput rows")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    args.inflight = [int(c) for c in args.inflight.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[int, dict[str, Any]] = {}
     for size in sizes:
         data = Data(size, args.dim)
         root = Path(tempfile.mkdtemp(prefix="md-bench-", dir="/tmp"))
         try:
-            print(f"N={size:,}: memoryd ...", file=sys.stderr, flush=True)
-            memoryd = bench_memoryd(data, size, args, root / "memoryd")
-            print(f"N={size:,}: in-process ...", file=sys.stderr, flush=True)
-            inprocess = bench_inprocess(data, size, args, root)
+            results[size] = {}
+            if not args.throughput_only:
+                print(f"N={size:,}: memoryd ...", file=sys.stderr, flush=True)
+                results[size]["memoryd"] = bench_memoryd(data, size, args, root / "memoryd")
+                print(f"N={size:,}: in-process ...", file=sys.stderr, flush=True)
+                results[size]["inprocess"] = bench_inprocess(data, size, args, root)
+            print(f"N={size:,}: saveBatch throughput ...", file=sys.stderr, flush=True)
+            results[size]["throughput"] = bench_throughput(data, size, args, root / "tp")
         finally:
             shutil.rmtree(root, ignore_errors=True)
-        results[size] = {"memoryd": memoryd, "inprocess": inprocess}
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         print(f"dim {args.dim}, {os.cpu_count()} CPUs, {args.queries} searches, "
               f"list/stats ×{args.small_runs}, health for {args.health_seconds:g} s with "
               f"{args.searchers} searching + {args.writers} saving connections")
-        print(table(results, args))
+        if not args.throughput_only:
+            print(table(results, args))
+            print()
+        print(throughput_table(results, args))
     return 0
 
 
