@@ -8,7 +8,8 @@ is not the expected one reads as ``None``.
 
 from __future__ import annotations
 
-import uuid
+import os
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -46,12 +47,25 @@ def memory_payload(memory: MemoryInput, now: int, default_namespace: str) -> dic
     return payload
 
 
-def memory_point(memory: MemoryInput, vector: list[float], now: int,
-                 default_namespace: str) -> Point:
-    """A new memory's point: a random id, its payload and the lexical vector of its
+def new_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs from one read of the OS's randomness: ``uuid4``
+    reads it once per id (500 ids cost ~4 ms, 1.6 this way)."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    h = raw.hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-"
+            f"{h[i + 20:i + 32]}" for i in range(0, 32 * count, 32)]
+
+
+def memory_points(memories: Sequence[MemoryInput], vectors: Sequence[list[float]], now: int,
+                  default_namespace: str) -> list[Point]:
+    """New memories' points: random ids, their payloads and the lexical vector of each
     content (computed here, at write time, so the journal carries it)."""
-    return Point(str(uuid.uuid4()), vector, memory_payload(memory, now, default_namespace),
-                 lexical.document(memory.content))
+    return [Point(point_id, vector, memory_payload(memory, now, default_namespace),
+                  lexical.document(memory.content))
+            for point_id, memory, vector in zip(new_ids(len(memories)), memories, vectors,
+                                                strict=True)]
 
 
 def memory_entry(id: str, payload: dict[str, Any], vector: list[float] | None = None,

@@ -154,5 +154,4 @@ def fact_inputs(facts: Sequence[str], session_id: str, persona: str, now: int
 
 def fact_points(app: App, inputs: Sequence[MemoryInput], vectors: Sequence[list[float]],
                 now: int) -> list[Point]:
-    return [payloads.memory_point(memory, vector, now, app.config.default_namespace)
-            for memory, vector in zip(inputs, vectors, strict=True)]
+    return payloads.memory_points(inputs, vectors, now, app.config.default_namespace)

@@ -38,8 +38,7 @@ async def save_memories(app: App, inputs: Sequence[MemoryInput], *, embeddings: 
     vectors = await app.vectors([m.content for m in inputs],
                                 [None if m.vector is UNSET else m.vector for m in inputs])
     now = now_ms()
-    points = [payloads.memory_point(memory, vector, now, app.config.default_namespace)
-              for memory, vector in zip(inputs, vectors, strict=True)]
+    points = payloads.memory_points(inputs, vectors, now, app.config.default_namespace)
     queued = await app.writer.upsert(points)
     entries = [payloads.memory_entry(p.id, p.payload, p.vector if embeddings else None,
                                      SavedEntry) for p in points]

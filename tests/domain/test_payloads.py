@@ -1,3 +1,5 @@
+import uuid
+
 import msgspec
 import pytest
 
@@ -108,3 +110,12 @@ def test_state_payload_is_a_json_string() -> None:
 ])
 def test_unreadable_state(payload: dict[str, object]) -> None:
     assert p.personas_state(payload) is None
+
+
+def test_new_ids_are_distinct_version_4_uuids() -> None:
+    ids = p.new_ids(2000)
+    assert len(set(ids)) == 2000 and p.new_ids(0) == []
+    for point_id in ids:
+        parsed = uuid.UUID(point_id)
+        assert str(parsed) == point_id  # canonical: lowercase, hyphenated
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
