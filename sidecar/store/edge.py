@@ -2,9 +2,12 @@
 
 The engine holds the GIL for whole calls, so it cannot share memoryd's process; the worker
 (``sidecar.store.engine``) gets its own stdin/stdout pipes and inherits stderr. Calls are
-pipelined: each sends a frame with a fresh id and waits for the reply with that id. Whichever
-waiting call finds no one reading becomes the reader for everybody until its own reply
-arrives, so no background task is needed and a cancelled call never leaves half a frame.
+pipelined: each sends a frame with a fresh id and waits for the reply with that id. The pipes
+are driven by the event loop's own callbacks, with no task and no lock: a frame goes to the
+pipe in one non-blocking write (what the pipe does not take yet is written as it drains, so
+a cancelled call never leaves half a frame), and replies are read and handed to their callers
+as they arrive. A call costs its task one suspension (anyio's streams cost four event-loop
+passes a call: a lock and a send that yield, a reader that hands over).
 Each request carries its caller's deadline: a read already past it is not sent, and the worker
 answers one that expired in its queue without running it (``skippedExpired`` in info), so a
 client's flood of tiny timeouts does not occupy the engine. Writes always run.
@@ -20,7 +23,9 @@ picks the error class, and the engine's own text goes to the log only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import itertools
 import math
 import os
@@ -56,24 +61,11 @@ from sidecar.store.shared import check_ids
 T = TypeVar("T")
 
 _READ_CHUNK = 1 << 20
+# The worker's stdin pipe, enlarged where the kernel allows (Linux: F_SETPIPE_SZ, up to
+# /proc/sys/fs/pipe-max-size) so an upsert frame goes in a few writes, not one per 64 KiB.
+_PIPE_SIZE = 1 << 20
 # The worker imports this package; it must find it from any working directory.
 _PACKAGE_ROOT = str(Path(sidecar.__file__).resolve().parent.parent)
-_PIPE_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
-
-
-class _Slot:
-    """One request waiting for its reply."""
-
-    __slots__ = ("error", "reply", "wake")
-
-    def __init__(self) -> None:
-        self.reply: wire.RawReply | None = None
-        self.error: errors.MemorydError | None = None
-        self.wake = anyio.Event()
-
-    @property
-    def done(self) -> bool:
-        return self.reply is not None or self.error is not None
 
 
 class _Answers:
@@ -86,106 +78,152 @@ class _Answers:
         self.skipped_expired = 0  # reads past their deadline, never run by the engine
 
 
-class _Worker:
-    """One running engine process and the frames in flight to it."""
+# What a waiting call gets: the reply, or None when the worker closed its stdout (it exited:
+# the caller then learns why); ``_Worker.die`` sets the error instead.
+_Waiter = asyncio.Future  # of wire.RawReply | None
 
-    def __init__(self, process: Process, path: Path, answers: _Answers) -> None:
+
+class _Worker:
+    """One running engine process and the frames in flight to it. ``to_worker`` and
+    ``from_worker`` are memoryd's non-blocking ends of its stdin and stdout."""
+
+    def __init__(self, process: Process, path: Path, answers: _Answers, to_worker: int,
+                 from_worker: int) -> None:
         self.process = process
         self.path = path
         self.answers = answers
+        self.to_worker = to_worker
+        self.from_worker = from_worker
         self.pidfd: int | None = None  # readable once the process exits (Linux)
         self.exit_poll: select.poll | None = None
         with contextlib.suppress(AttributeError, OSError):
             self.pidfd = os.pidfd_open(process.pid)
             self.exit_poll = select.poll()
             self.exit_poll.register(self.pidfd, select.POLLIN)
-        self.pending: dict[int, _Slot] = {}
-        self.buffer = bytearray()
-        self.reading = False
+        self.pending: dict[int, _Waiter] = {}
+        self.buffer = bytearray()  # the start of a reply not fully read yet
+        self.unsent = bytearray()  # frames the pipe has not taken yet
+        self.eof = False
         self.dead: str | None = None
-        self.send_lock = anyio.Lock()
         self.decoder = msgspec.msgpack.Decoder(wire.RawReply)
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(from_worker, self._readable)
 
     @property
     def alive(self) -> bool:
-        if self.dead is not None or self.process.returncode is not None:
+        if self.dead is not None or self.eof or self.process.returncode is not None:
             return False
         # The event loop learns of the exit late; the kernel knows at once (Linux pidfd).
         return self.exit_poll is None or not self.exit_poll.poll(0)
 
     def release(self) -> None:
+        """Stop watching the pipes and close memoryd's ends (EOF on its stdin: an idle
+        worker flushes and exits by itself)."""
+        for fd, remove in ((self.to_worker, self.loop.remove_writer),
+                           (self.from_worker, self.loop.remove_reader)):
+            if fd >= 0:
+                remove(fd)
+                os.close(fd)
+        self.to_worker = self.from_worker = -1
+        self.unsent.clear()
+        self.die(self.dead or "the embedded engine stopped")  # calls still waiting
         if self.pidfd is not None:
             os.close(self.pidfd)
             self.pidfd = self.exit_poll = None
 
-    async def send(self, data: bytes) -> None:
-        assert self.process.stdin is not None
-        async with self.send_lock:
-            await self.process.stdin.send(data)
-
-    async def wait(self, slot: _Slot) -> wire.RawReply:
+    def send(self, data: bytes) -> None:
+        """Queue one whole frame; raises ``_NotSent`` when the worker cannot take it."""
+        if self.dead is not None or self.eof or self.to_worker < 0:
+            raise _NotSent
+        if self.unsent:  # frames ahead of it are still going: keep the order
+            self.unsent += data
+            return
         try:
-            while not slot.done:
-                if self.reading:
-                    await slot.wake.wait()
-                    slot.wake = anyio.Event()
-                    continue
-                self.reading = True
-                try:
-                    await self._read_until(slot)
-                finally:
-                    self.reading = False
-        finally:
-            # Leaving (answered or cancelled): if no one reads now, hand reading to one of
-            # the calls still waiting.
-            if not self.reading:
-                for other in self.pending.values():
-                    if other is not slot:
-                        other.wake.set()
-                        break
-        if slot.error is not None:
-            raise slot.error
-        assert slot.reply is not None
-        return slot.reply
+            written = os.write(self.to_worker, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self.die("the embedded engine stopped")
+            raise _NotSent from None
+        if written < len(data):
+            self.unsent += memoryview(data)[written:]
+            self.loop.add_writer(self.to_worker, self._writable)
 
-    async def _read_until(self, slot: _Slot) -> None:
-        assert self.process.stdout is not None
-        while not slot.done:
-            try:
-                chunk = await self.process.stdout.receive(_READ_CHUNK)
-            except (anyio.EndOfStream, *_PIPE_ERRORS):
-                with anyio.move_on_after(2):  # its exit status says why
-                    await self.process.wait()
-                self.die(exit_reason(self.process.returncode, self.path))
-                return
-            self.buffer.extend(chunk)
-            self._dispatch()
+    def _writable(self) -> None:
+        try:
+            written = os.write(self.to_worker, self.unsent)
+        except BlockingIOError:
+            return
+        except OSError:  # it is gone; its stdout's end tells the waiting calls why
+            written = len(self.unsent)
+        del self.unsent[:written]
+        if not self.unsent:
+            self.loop.remove_writer(self.to_worker)
 
-    def _dispatch(self) -> None:
-        while len(self.buffer) >= wire.HEADER.size:
-            (size,) = wire.HEADER.unpack_from(self.buffer)
-            end = wire.HEADER.size + size
+    async def wait(self, waiter: _Waiter) -> wire.RawReply:
+        reply = await waiter
+        if reply is None:  # it closed its stdout: it has exited, or is exiting
+            with anyio.move_on_after(2):  # its exit status says why
+                await self.process.wait()
+            self.die(exit_reason(self.process.returncode, self.path))
+            raise errors.BackendUnavailable(self.dead or "the embedded engine stopped")
+        return reply
+
+    def _readable(self) -> None:
+        try:
+            chunk = os.read(self.from_worker, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.loop.remove_reader(self.from_worker)
+            self.eof = True
+            for waiter in self.pending.values():
+                if not waiter.done():
+                    waiter.set_result(None)
+            return
+        if self.buffer:
+            self.buffer += chunk
+            self._dispatch(self.buffer)
+        else:  # usually one whole reply: decoded from the chunk itself, no copy
+            rest = self._dispatch(memoryview(chunk))
+            if rest:
+                self.buffer += rest
+
+    def _dispatch(self, data: bytearray | memoryview) -> memoryview | None:
+        """Hand every whole reply in ``data`` to its caller. A bytearray is consumed in
+        place; of a memoryview, the incomplete rest is returned."""
+        start = 0
+        while len(data) - start >= wire.HEADER.size:
+            (size,) = wire.HEADER.unpack_from(data, start)
             if size > wire.MAX_FRAME:
                 self.die("the embedded engine sent a malformed reply")
-                return
-            if len(self.buffer) < end:
-                return
-            reply = self.decoder.decode(bytes(self.buffer[wire.HEADER.size:end]))
-            del self.buffer[:end]
+                return None
+            end = start + wire.HEADER.size + size
+            if len(data) < end:
+                break
+            # bytes: a Raw result keeps a view of what it was decoded from
+            body = data[start + wire.HEADER.size:end]
+            reply = self.decoder.decode(body if isinstance(data, memoryview) else bytes(body))
+            start = end
             self.answers.at = time.monotonic()
             if reply.error is not None and reply.error.kind == wire.EXPIRED:
                 self.answers.skipped_expired += 1
-            slot = self.pending.pop(reply.id, None)
-            if slot is not None:  # None: its caller was cancelled and left
-                slot.reply = reply
-                slot.wake.set()
+            waiter = self.pending.pop(reply.id, None)
+            if waiter is not None and not waiter.done():  # else its caller left
+                waiter.set_result(reply)
+        if isinstance(data, bytearray):
+            del data[:start]
+            return None
+        return data[start:] if start < len(data) else None
 
     def die(self, message: str) -> None:
         if self.dead is None:
             self.dead = message
-        for slot in self.pending.values():
-            slot.error = errors.BackendUnavailable(message)
-            slot.wake.set()
+        for waiter in self.pending.values():
+            if not waiter.done():
+                waiter.set_exception(errors.BackendUnavailable(message))
         self.pending.clear()
 
 
@@ -221,15 +259,28 @@ class EdgeStore(Store):
         env = dict(os.environ)
         root = _PACKAGE_ROOT
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        its_stdin, to_worker = os.pipe()
+        from_worker, its_stdout = os.pipe()
         try:
             process = await anyio.open_process(
                 [sys.executable, "-m", "sidecar.store.engine", str(self.path)],
-                stdin=-1, stdout=-1, stderr=None, env=env)
-        except OSError as exc:
+                stdin=its_stdin, stdout=its_stdout, stderr=None, env=env)
+        except BaseException as exc:
+            for fd in (to_worker, from_worker):
+                os.close(fd)
+            if not isinstance(exc, OSError):
+                raise
             raise errors.BackendUnavailable(
                 f"cannot start the embedded engine: {exc.strerror or type(exc).__name__}"
             ) from None
-        worker = _Worker(process, self.path, self.answers)
+        finally:
+            os.close(its_stdin)
+            os.close(its_stdout)
+        for fd in (to_worker, from_worker):
+            os.set_blocking(fd, False)
+        with contextlib.suppress(OSError, AttributeError):  # a whole upsert frame at once
+            fcntl.fcntl(to_worker, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        worker = _Worker(process, self.path, self.answers, to_worker, from_worker)
         try:
             dimension = await self._roundtrip(worker, wire.Open(), int | None)
         except BaseException as exc:
@@ -267,15 +318,11 @@ class EdgeStore(Store):
         if wire.expired(request):  # nobody waits for it: not worth the engine's time
             self.answers.skipped_expired += 1
             await _expire(request)
-        slot = _Slot()
-        worker.pending[request.id] = slot
+        worker.send(wire.frame(_ENCODER.encode(request)))
+        waiter: _Waiter = worker.loop.create_future()
+        worker.pending[request.id] = waiter
         try:
-            await worker.send(wire.frame(msgspec.msgpack.encode(request)))
-        except _PIPE_ERRORS:
-            worker.die("the embedded engine stopped")
-            raise _NotSent from None
-        try:
-            reply = await worker.wait(slot)
+            reply = await worker.wait(waiter)
         finally:
             worker.pending.pop(request.id, None)
         if reply.error is not None and reply.error.kind == wire.EXPIRED:
@@ -285,7 +332,7 @@ class EdgeStore(Store):
                 logger.warning("embedded engine ({}): {} failed: {}", self.collection,
                                type(op).__name__, reply.error.detail)
             raise _error_of(reply.error)
-        return msgspec.msgpack.decode(reply.result, type=result_type)
+        return _decoder(result_type).decode(reply.result)
 
     async def _call(self, op: wire.Op, result_type: type[T] | Any) -> T:
         worker = await self._live_worker()
@@ -424,6 +471,18 @@ class EdgeStore(Store):
         await _reap(worker)
 
 
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODERS: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+
+def _decoder(result_type: Any) -> msgspec.msgpack.Decoder[Any]:
+    """One decoder per result type (``msgspec.msgpack.decode(type=...)`` rebuilds it)."""
+    decoder = _DECODERS.get(result_type)
+    if decoder is None:
+        decoder = _DECODERS[result_type] = msgspec.msgpack.Decoder(result_type)
+    return decoder
+
+
 def _packed(pack: Callable[[Any], T], vectors: Any) -> T:
     """Vectors packed for the pipe. The contract bounds every component, so one the engine
     cannot hold is memoryd's own mistake."""
@@ -457,10 +516,8 @@ class _NotSent(Exception):
 async def _reap(worker: _Worker, *, kill: bool = False) -> None:
     """Close the pipes and make sure the process has exited (killed if it lingers)."""
     process = worker.process
+    worker.release()  # EOF on its stdin: an idle worker flushes and exits by itself
     with anyio.CancelScope(shield=True):
-        if process.stdin is not None:
-            with contextlib.suppress(*_PIPE_ERRORS):
-                await process.stdin.aclose()  # EOF: an idle worker flushes and exits by itself
         if not kill:
             with anyio.move_on_after(10):
                 await process.wait()
@@ -468,10 +525,6 @@ async def _reap(worker: _Worker, *, kill: bool = False) -> None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
-        if process.stdout is not None:
-            with contextlib.suppress(*_PIPE_ERRORS):
-                await process.stdout.aclose()
-    worker.release()
 
 
 # Failure kind -> memoryd's error. Requests memoryd built wrong are internal errors (retrying

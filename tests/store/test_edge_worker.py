@@ -131,6 +131,30 @@ async def test_cancelled_call_leaves_the_stream_in_step(edge: EdgeStore) -> None
     assert edge.worker_pid == worker
 
 
+async def test_frame_larger_than_the_pipe_is_sent_whole_even_if_its_caller_leaves(
+        edge: EdgeStore) -> None:
+    """A frame the pipe cannot take at once (the worker is stopped: it reads nothing) is
+    finished by the event loop after its caller was cancelled; the calls after it are
+    answered in step and the big write was applied whole."""
+    big = [Point(pid(i), [1.0, float(i), 0, 0], {"k": "a", "pad": "x" * 2000})
+           for i in range(2000)]  # ~4 MB of payload: more than the pipe holds
+    worker = edge.worker_pid
+    assert worker is not None
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(edge.upsert, big)
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert await edge.count(None) == 2000
+    [record] = await edge.retrieve([pid(1999)])
+    assert record.payload == {"k": "a", "pad": "x" * 2000}
+    assert edge.worker_pid == worker
+
+
 async def test_reclaim_vacuums_deleted_points_and_never_builds_an_index(tmp_path: Path) -> None:
     # Above qdrant-edge's default indexing threshold (10 MB of vectors): an optimizer pass with
     # the engine's defaults would build HNSW here (a frozen worker for seconds to minutes).
