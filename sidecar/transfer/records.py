@@ -15,13 +15,15 @@ whether records of one space may go into another.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from sidecar import contract, errors
-from sidecar.domain import kv
+from sidecar.domain import kv, payloads
+from sidecar.domain.legacy_ids import CONVERSATION, SESSION_CHAIN, probe_id
 from sidecar.domain.lexical import SparseVector
 from sidecar.embedding.guard import ModelRecord
 from sidecar.store.base import Point, Record
@@ -154,8 +156,10 @@ def encode_record(record: Record) -> msgspec.Raw:
 def to_points(records: list[ExportRecord], dimension: int, path: str = "$.records"
               ) -> list[Point]:
     """Import records as points, after the checks the contract's types cannot express:
-    one dimension, sparse vectors of matching lengths, payloads every store can hold."""
-    points = []
+    one dimension, sparse vectors of matching lengths, payloads every store can hold. An id
+    given twice is one point, the later record's (as a replay of the lines in order would
+    leave it), placed where that one was: every record is checked all the same."""
+    points: dict[str, Point] = {}
     for index, record in enumerate(records):
         where = f"{path}[{index}]"
         if len(record.vector) != dimension:
@@ -172,25 +176,129 @@ def to_points(records: list[ExportRecord], dimension: int, path: str = "$.record
             contract.check_json(record.payload, f"{where}.payload", MAX_PAYLOAD_DEPTH)
         except contract.FieldError as exc:
             raise contract.field_error(exc.subpath, exc.predicate) from None
-        points.append(Point(record.id.lower(), record.vector, record.payload, sparse))
-    return points
+        point_id = record.id.lower()
+        points.pop(point_id, None)
+        points[point_id] = Point(point_id, record.vector, record.payload, sparse)
+    return list(points.values())
+
+
+# -- payloads as the services read them -------------------------------------------------------
+# A record of the memory collection is checked against the types that define it where it is
+# written (``contract``: memory.save's, conversation.save's, state.save's); fields a reader
+# never looks at (left by legacy code or another version) are kept as they are.
+
+class _StoredMetadata(contract.MemoryMetadata, forbid_unknown_fields=False):
+    """memory.save's metadata rules (tags strings, importance 0..1, ``extra``'s depth); keys
+    it does not know (legacy callers could write any) are kept, never read."""
+
+
+class _StoredMedia(contract.MediaMetadata, forbid_unknown_fields=False):
+    """memory.save's media rules (``mediaType`` one of three: media searches filter on it)."""
+
+
+class StoredMemory(msgspec.Struct):
+    """A memory payload as memory.save writes it (``payloads.memory_payload``) and memory.get,
+    list and search read it. ``createdAt`` is how memory.list orders and pages (its
+    ``before`` cursor): an integer within +-2^53-1, or the engine's integer index skips it
+    and the memory is never listed."""
+
+    type: Literal["memory"]
+    category: contract.MemoryCategory
+    content: contract.NonEmptyStr
+    createdAt: contract.SafeInt
+    summary: str | UnsetType | None = UNSET
+    metadata: _StoredMetadata | UnsetType = UNSET  # absent reads as {}
+    media: _StoredMedia | UnsetType = UNSET
+    accessedAt: contract.SafeInt | UnsetType = UNSET
+    updatedAt: contract.TimeMs | UnsetType = UNSET
+    ttl: contract.Millis | UnsetType | None = UNSET
+    expiresAt: contract.NonNegInt | UnsetType = UNSET  # 0 = never (the sweeper's range)
+    namespace: str | UnsetType | None = UNSET
+
+
+class StoredSessionChain(msgspec.Struct):
+    """``payloads.session_chain_payload``'s fields."""
+
+    type: Literal["session_chain"]
+    sessionId: contract.SessionId
+    previousSessions: list[str]
+    updatedAt: contract.Millis
+
+
+class StoredState(msgspec.Struct):
+    """``payloads.state_payload``'s fields; ``state`` must then decode to an object nesting
+    no deeper than state.save allows (``payloads.personas_state`` reads it so)."""
+
+    type: Literal["state"]
+    state: str
+    summary: str | UnsetType = UNSET
+    version: str | UnsetType | None = UNSET
+    updatedAt: contract.Millis | UnsetType = UNSET
+
+
+# What conversation.load makes of absent (or null) fields: the reader's own defaults.
+_CONVERSATION_DEFAULTS = msgspec.to_builtins(
+    payloads.conversation_state({"type": payloads.CONVERSATION}))
+_MISSING = re.compile(r"Object missing required field `(?P<field>\w+)`( - at `\$(?P<at>.*)`)?")
+
+
+def _convert(value: Any, type_: Any, where: str) -> Any:
+    """``value`` as ``type_``, or ``validation`` naming the field under ``where``."""
+    try:
+        return msgspec.convert(value, type_)
+    except msgspec.ValidationError as exc:
+        if missing := _MISSING.fullmatch(str(exc)):
+            raise contract.field_error(f"{where}{missing['at'] or ''}.{missing['field']}",
+                                       "is required") from None
+        raise contract.validation_error(exc, type_, root=where) from None
+
+
+def _check_session_id(record: ExportRecord, prefix: str, session_id: str, where: str) -> None:
+    """A conversation or session chain lives at one of its session's probe ids (CONTRACT §5):
+    one elsewhere is never found by its session, and may replace another session's record."""
+    from sidecar.services.conversations import MAX_PROBES  # the services import this module
+
+    record_id = record.id.lower()
+    if any(record_id == probe_id(prefix, session_id, n) for n in range(1, MAX_PROBES + 1)):
+        return
+    raise errors.ValidationError.at(
+        f"{where}.id", f"{where.removeprefix('$.')}.id {record.id} is not an id of session "
+                       f"{session_id!r}'s {prefix.rstrip('-')} record (its first is "
+                       f"{probe_id(prefix, session_id, 1)})")
 
 
 def check_memory_records(records: list[ExportRecord], path: str = "$.records") -> None:
-    """A memory's ``createdAt`` is how memory.list orders and pages (its ``before`` cursor):
-    an integer as memory.save writes it, within +-2^53-1 so a client can send it back. The
-    engine's integer index skips a float or a missing one: such a memory is never listed."""
+    """Records of the memory collection as the services that read them expect: memories,
+    conversations, session chains and persona state of the shapes their save methods write.
+    A record of another ``type`` (or none) is foreign: kept, never read as one of these."""
     for index, record in enumerate(records):
         payload = record.payload
-        if payload.get("type") != "memory":
-            continue
-        created = payload.get("createdAt")
-        limit = contract.MAX_SAFE_INT
-        if type(created) is not int or not -limit <= created <= limit:
-            raise contract.field_error(
-                f"{path}[{index}].payload.createdAt",
-                f"must be an integer of milliseconds within +-{contract.MAX_SAFE_INT} (how "
-                f"memory.list orders and pages memories)")
+        kind = payload.get("type")
+        where = f"{path}[{index}]"
+        if kind == payloads.MEMORY:
+            _convert(payload, StoredMemory, f"{where}.payload")
+        elif kind == payloads.SESSION_CHAIN:
+            chain = _convert(payload, StoredSessionChain, f"{where}.payload")
+            _check_session_id(record, SESSION_CHAIN, chain.sessionId, where)
+        elif kind == payloads.CONVERSATION:
+            given = {k: v for k, v in payload.items()
+                     if k in _CONVERSATION_DEFAULTS and v is not None}
+            state = _convert({**_CONVERSATION_DEFAULTS, **given}, contract.ConversationState,
+                             f"{where}.payload")
+            _check_session_id(record, CONVERSATION, state.sessionId, where)
+        elif kind == payloads.STATE:
+            stored = _convert(payload, StoredState, f"{where}.payload")
+            try:
+                personas = msgspec.json.decode(stored.state)
+            except (msgspec.DecodeError, RecursionError):
+                personas = None
+            if not isinstance(personas, dict):
+                raise contract.field_error(f"{where}.payload.state",
+                                           "must be a PersonasState object as a JSON string")
+            try:  # state.load returns it as stored: legacy states may lack keys
+                contract.check_json(personas, f"{where}.payload.state", contract.MAX_STATE_DEPTH)
+            except contract.FieldError as exc:
+                raise contract.field_error(exc.subpath, exc.predicate) from None
 
 
 _KV_TIMES = ("createdAt", "updatedAt", "expiresAt", "ttlMs")

@@ -120,13 +120,17 @@ async def import_records(app: App, params: rec.ImportParams) -> dict[str, int | 
         raise errors.ValidationError.at(
             "$.model.dimension", f"model.dimension is {params.model.dimension} but the "
                                  f"records' vectors have {dimension} dimensions")
+    # every record is checked before anything is created or recorded (a collection, a kv
+    # namespace, the guard's model)
     if namespace is None:
         rec.check_memory_records(params.records)
-        writer = await _memories_for_import(app, params, dimension)
     else:
         rec.check_kv_records(namespace, params.records, app.config.kv_max_value_bytes)
-        writer = await _kv_for_import(app, params.space, namespace, dimension)
     points = rec.to_points(params.records, dimension)
+    if namespace is None:
+        writer = await _memories_for_import(app, params, dimension)
+    else:
+        writer = await _kv_for_import(app, params.space, namespace, dimension)
     queued = await writer.upsert(points)
     return {"written": len(points), "queued": queued}
 
