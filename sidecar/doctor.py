@@ -5,24 +5,30 @@ Exit status 0 when a memoryd is running, reachable and ready; 1 otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
 import os
+import re
+import shlex
 import stat
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 import sidecar
+from sidecar import errors
 from sidecar.client import RpcError, call
 from sidecar.config import Config, masked
 from sidecar.store import files
 from sidecar.store.edge import exit_reason
+from sidecar.transfer import reembed
 
 
 def run(config: Config) -> int:
@@ -59,6 +65,7 @@ def run(config: Config) -> int:
         lines.append(f"ok    lock held by pid {holder}")
     # 3. the server itself
     answering = False
+    reembedding: dict[str, Any] | None = None
     if sock.exists():
         try:
             health = call(sock, "system.health", timeout=10)
@@ -71,6 +78,8 @@ def run(config: Config) -> int:
             for reason in health.get("reasons", []):
                 lines.append(f"note  {reason}")
             answering = True
+            with contextlib.suppress(OSError, RpcError):  # whether a job is running now
+                reembedding = call(sock, "transfer.reembedStatus", timeout=10)
         except (OSError, RpcError) as exc:
             say(False, f"socket {sock} exists but memoryd does not answer ({exc}); "
                        "if the lock is free this is a stale socket, removed at the next start")
@@ -98,7 +107,9 @@ def run(config: Config) -> int:
             lines.append(f"note  journal {journal}: {size} bytes on disk")
     else:
         lines.append(f"note  data directory {data} does not exist yet (created at first start)")
-    # 6. config
+    # 6. what a re-embedding left: an unfinished job, old or orphaned collections
+    _check_reembed(config, reembedding, say, lines)
+    # 7. config
     lines.append("note  effective config: " + msgspec.json.encode(masked(config)).decode())
     print("\n".join(lines))
     return 0 if ok else 1
@@ -142,6 +153,60 @@ def _check_store(shard: Path, data: Path, say: Callable[[bool, str], None]) -> N
         "start memoryd: it creates an empty collection and applies what its journal "
         f"({data / 'journal'}) still holds; then restore older memories from a backup or an "
         "export"))))
+
+
+def _check_reembed(config: Config, status: dict[str, Any] | None,
+                   say: Callable[[bool, str], None], lines: list[str]) -> None:
+    """An unfinished re-embedding (``reembed.json``'s job), collections a switch replaced and
+    not dropped, and new collections nothing refers to: each with the command that finishes
+    or removes it. ``status``: the running memoryd's transfer.reembedStatus, if it answered."""
+    try:
+        state = reembed.load_state(config, config.collection)
+    except errors.MemorydError as exc:
+        say(False, exc.message)
+        return
+    served = state.served or state.base
+    socket_arg = f" --socket {shlex.quote(str(config.socket_path()))}"
+    job = state.job
+    if job is not None:
+        if status is not None and status.get("state") in ("running", "switching"):
+            lines.append(f"note  re-embedding into collection {job.target!r} is running "
+                         f"(pass {status.get('pass')}, {status.get('scanned')} of "
+                         f"{status.get('total')} records looked at)")
+        else:
+            command = ["memoryd", "reembed", "--provider", job.provider]
+            for flag, value in (("--model", job.model), ("--dimensions", job.dimensions),
+                                ("--base-url", job.base_url)):
+                if value is not None:
+                    command += [flag, str(value)]
+            started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(job.started_at / 1000))
+            lines.append(
+                f"note  unfinished re-embedding of {job.source!r} into {job.target!r} "
+                f"({job.provider} {job.model or '(its default model)'}, started {started}); "
+                f"memoryd serves {served!r} meanwhile. Finish it (it resumes where it "
+                f"stopped): `{shlex.join(command)}{socket_arg}`")
+    edge = config.data_path() / "edge"
+    for name in state.old:
+        if name != served:
+            lines.append(f"note  collection {name!r} was replaced by a re-embedding and is "
+                         f"still kept{_size(edge / name)}: drop it with `memoryd reembed "
+                         f"--drop-old{socket_arg}`")
+    if config.qdrant_url is not None or not edge.is_dir():
+        return
+    known = {served, state.base, *state.old, *([job.target] if job else [])}
+    made = re.compile(re.escape(state.base) + r"-[a-z0-9-]+-[0-9a-f]+")
+    for path in sorted(edge.iterdir()):
+        if path.is_dir() and path.name not in known and made.fullmatch(path.name):
+            lines.append(f"note  collection {path.name!r}{_size(path)} was made by a "
+                         f"re-embedding that reembed.json no longer names (nothing serves or "
+                         f"resumes it): remove it with `rm -r {shlex.quote(str(path))}`")
+
+
+def _size(path: Path) -> str:
+    if not path.is_dir():
+        return ""
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return f" ({files.mib(size)} on disk)"
 
 
 def _lock_holder(lock: Path) -> str | None:
