@@ -37,6 +37,7 @@ from sidecar.services.memories import (
     save_memories,
     search_memories,
     unexpired,
+    within_bytes,
 )
 
 # -- saving ------------------------------------------------------------------------------------
@@ -136,14 +137,17 @@ async def get_many(ctx: Context, params: MemoryGetManyParams) -> list[dict[str, 
 @rpc("memory.list", "read")
 async def list_memories(ctx: Context, params: MemoryListParams) -> list[MemoryEntry]:
     """Newest first: ``createdAt`` descending, ties by id descending. Pages by ``offset`` and/or
-    by keyset (``before`` = the last entry seen)."""
+    by keyset (``before`` = the last entry seen). A page stops short of ``limit`` rather than
+    pass ``max_line_bytes`` of JSON (``within_bytes``); only an empty page means the end."""
     base = queries.list_filter(ctx.app.config.default_namespace, now=now_ms(),
                                namespace=params.namespace, category=params.category)
     before = None if params.before is UNSET else (params.before.createdAt,
                                                   params.before.id.lower())
     records = await newest_first(ctx.app, base, params.offset + params.limit, before)
     page = records[params.offset:params.offset + params.limit]
-    return [e for e in (payloads.memory_entry(r.id, r.payload) for r in page) if e is not None]
+    return within_bytes(
+        [e for e in (payloads.memory_entry(r.id, r.payload) for r in page) if e is not None],
+        ctx.app.config.max_line_bytes)
 
 
 @rpc("memory.stats", "read")

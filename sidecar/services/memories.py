@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from msgspec import UNSET, UnsetType
 
 from sidecar.contract import (
@@ -106,6 +107,21 @@ def unexpired(records: list[Record]) -> list[Record]:
     """``records`` less the expired memories (lookups by id, queued writes included)."""
     expired = queries.expired_filter(now_ms())
     return [r for r in records if not matches(expired, r.payload)]
+
+
+_JSON = msgspec.json.Encoder()
+
+
+def within_bytes(entries: list[Any], cap: int) -> list[Any]:
+    """The longest start of ``entries`` whose JSON stays within ``cap`` bytes, and at least
+    the first (it came in one request line, so it is not much longer than ``cap``). A page cut
+    short is continued like any other, from its last entry (``before``)."""
+    size = 0
+    for count, entry in enumerate(entries):
+        size += len(_JSON.encode(entry)) + 1  # its comma
+        if size > cap and count:
+            return entries[:count]
+    return entries
 
 
 def _order_key(record: Record) -> tuple[float, str]:
