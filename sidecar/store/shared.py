@@ -6,6 +6,7 @@ list is split into one condition per value type, joined by ``should`` (any of th
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 
@@ -34,9 +35,17 @@ def split_scalars(values: Iterable[Scalar]) -> tuple[list[str], list[int], list[
     return strs, ints, bools
 
 
+# The form memoryd writes and the engines return: checked without building a UUID (a list's
+# retrieve of ~100 ids it just read spent ~2.7 us an id in uuid.UUID, 0.7 here).
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def check_ids(ids: Iterable[str]) -> None:
     """Point ids are UUID strings; anything else is the caller's mistake, not the engine's."""
+    canonical = _CANONICAL.fullmatch
     for value in ids:
+        if isinstance(value, str) and canonical(value):
+            continue
         try:
             uuid.UUID(value)
         except (ValueError, TypeError, AttributeError):
