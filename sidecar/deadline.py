@@ -11,7 +11,9 @@ The parts that wait read the deadline from here (``current``, ``remaining``) and
 their own scopes, each with its own error and counters; a journaled write answers
 ``queued: true`` there (its commit and wait are shielded from this scope: once appended, a
 write's reply must say what became of it, never ``timeout``). ``within``'s cancel scope
-fires ``GRACE`` later: it stops only what has no bound of its own.
+is cancelled ``GRACE`` later: it stops only what has no bound of its own. The scope has no
+deadline of its own (a loop timer per request was most of a no-op request's cost): one timer
+per event loop cancels the scopes of the requests that outlive theirs (``_Expiry``).
 (A scope nested in another with the same deadline cannot catch its own cancellation: the
 outer one's would pass through it, reply and all.)
 
@@ -21,11 +23,12 @@ their calls keep their operation class's.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
+from types import TracebackType
 
 import anyio
 
@@ -94,21 +97,95 @@ def clamp(at: float | None, default: float) -> tuple[float, Deadline | None]:
     return own, None
 
 
-@contextlib.contextmanager
-def within(timeout_ms: int) -> Iterator[Deadline]:
+class _Expiry:
+    """The cancel scopes of the requests in flight on one event loop, each with the loop time
+    at which it is cancelled (its deadline + ``GRACE``), and one loop timer for the soonest.
+
+    Cheaper than each scope's own deadline: that is a loop timer per request (made, pushed
+    onto the loop's heap, cancelled), this is a dict entry; the timer is re-armed only when a
+    request's deadline is sooner than the one it is set for. It is ``scope.cancel()`` that
+    stops the request, as the scope's own deadline would, so anyio's shielded scopes inside it
+    hold (a native ``Task.cancel()`` would pass through them)."""
+
+    __slots__ = ("loop", "new_scope", "scopes", "timer", "timer_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # The class ``anyio.CancelScope()`` returns on this loop's backend: that call looks
+        # the backend up (sniffio) each time, about a microsecond per request.
+        self.new_scope: Callable[[], anyio.CancelScope] = type(anyio.CancelScope())
+        self.scopes: dict[anyio.CancelScope, float] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = math.inf
+
+    def add(self, scope: anyio.CancelScope, at: float) -> None:
+        self.scopes[scope] = at
+        if at < self.timer_at:
+            self._arm(at)
+
+    def _arm(self, at: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = at
+        self.timer = self.loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        # The timer may be stale (its request finished): cancel what is due, re-arm for the
+        # soonest left.
+        self.timer, self.timer_at = None, math.inf
+        now = self.loop.time()
+        soonest = math.inf
+        for scope, at in list(self.scopes.items()):
+            if at <= now:
+                del self.scopes[scope]
+                scope.cancel("the request's deadline passed")
+            elif at < soonest:
+                soonest = at
+        if soonest < math.inf:
+            self._arm(soonest)
+
+
+_expiry: _Expiry | None = None
+
+
+class within:  # lower case: used like the context manager function it replaced
     """Run the block under a deadline ``timeout_ms`` from now, or the enclosing request's
     when that one is sooner. Raises ``Timeout`` (``data.timeoutMs``) when the deadline's
     cancel scope stopped the block; a block that finished keeps its result."""
-    deadline = Deadline(timeout_ms)
-    outer = _current.get()
-    if outer is not None and outer.at <= deadline.at:
-        yield outer  # nested and looser: the enclosing deadline already bounds it
-        return
-    token = _current.set(deadline)
-    try:
-        with anyio.CancelScope(deadline=deadline.loop_time() + GRACE) as scope:
-            yield deadline
-    finally:
-        _current.reset(token)
-    if scope.cancelled_caught:
-        raise deadline.error()
+
+    __slots__ = ("_expiry", "_scope", "_token", "deadline", "timeout_ms")
+
+    def __init__(self, timeout_ms: int) -> None:
+        self.timeout_ms = timeout_ms
+        self._scope: anyio.CancelScope | None = None
+
+    def __enter__(self) -> Deadline:
+        global _expiry
+        self.deadline = deadline = Deadline(self.timeout_ms)
+        outer = _current.get()
+        if outer is not None and outer.at <= deadline.at:
+            return outer  # nested and looser: the enclosing deadline already bounds it
+        loop = asyncio.get_running_loop()
+        expiry = _expiry
+        if expiry is None or expiry.loop is not loop:
+            expiry = _expiry = _Expiry(loop)
+        self._expiry = expiry
+        self._token = _current.set(deadline)
+        self._scope = scope = expiry.new_scope()
+        scope.__enter__()
+        expiry.add(scope, loop.time() + self.timeout_ms / 1000 + GRACE)
+        return deadline
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        scope = self._scope
+        if scope is None:
+            return False
+        self._expiry.scopes.pop(scope, None)
+        try:
+            swallowed = scope.__exit__(exc_type, exc, tb)
+        finally:
+            _current.reset(self._token)
+        if scope.cancelled_caught:
+            raise self.deadline.error() from None
+        return bool(swallowed)

@@ -32,6 +32,8 @@ _CODE_KINDS = {cls.code: cls for cls in errors.ALL_ERRORS}
 _GENERIC_INTERNAL = "internal error (see memoryd's log)"
 _DEBUG_LEVELS = frozenset({"TRACE", "DEBUG"})
 _ENVELOPE_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+_PARAMS_TYPES = (dict, list)
+_ID_TYPES = (str, int, float, type(None))
 # what jsonrpcserver binds each call to: the handler's Context, then the params
 _CALL_SIGNATURE = inspect.Signature([
     inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_ONLY),
@@ -217,16 +219,17 @@ def convert_params(raw: dict[str, Any], params_type: type[msgspec.Struct]) -> An
 
 def _valid_envelope(request: Any) -> bool:
     """A JSON-RPC 2.0 request object (batches are split before this is called)."""
+    # (tuples, not unions, and no set built: this runs for every request)
     if not isinstance(request, dict):
         return False
     if request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
         return False
-    if "params" in request and not isinstance(request["params"], dict | list):
+    if "params" in request and not isinstance(request["params"], _PARAMS_TYPES):
         return False
     if "id" in request and (isinstance(request["id"], bool)
-                            or not isinstance(request["id"], str | int | float | None)):
+                            or not isinstance(request["id"], _ID_TYPES)):
         return False
-    return not set(request) - _ENVELOPE_MEMBERS
+    return _ENVELOPE_MEMBERS.issuperset(request)
 
 
 def _batch_full(item: Any, limit: int) -> dict[str, Any]:

@@ -204,7 +204,10 @@ class Connection(asyncio.Protocol):
         self.charged = 0  # bytes charged to the budget
         self.requests = 0  # unanswered (batch items count)
         self.bytes = 0  # of their lines
-        self.tasks: set[asyncio.Task[None]] = set()
+        # answering, by line number; each removes itself when done (a done callback per
+        # request would cost a context copy and a loop callback)
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.lines = 0
         self.out: list[bytes] = []
         self.write_paused = False  # the transport holds MAX_UNSENT bytes not yet read
         self.paused = False  # reading, for backpressure (counted in connectionsPaused)
@@ -334,11 +337,11 @@ class Connection(asyncio.Protocol):
         self.requests += weight
         self.bytes += len(line)
         self.server.pending += 1
-        task = self.loop.create_task(self._answer(parsed, weight, len(line)))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.lines += 1
+        self.tasks[self.lines] = self.loop.create_task(
+            self._answer(parsed, weight, len(line), self.lines))
 
-    async def _answer(self, parsed: Parsed, weight: int, size: int) -> None:
+    async def _answer(self, parsed: Parsed, weight: int, size: int, key: int) -> None:
         reply = None
         try:
             reply = await self.server.dispatcher.answer(parsed, self.peer)
@@ -346,6 +349,7 @@ class Connection(asyncio.Protocol):
             logger.opt(exception=True).error("unexpected error answering a request")
             reply = error_line(errors.InternalError("internal error (see memoryd's log)"))
         finally:
+            del self.tasks[key]
             self.requests -= weight
             self.bytes -= size
             if reply is not None:
@@ -355,7 +359,8 @@ class Connection(asyncio.Protocol):
                 self._close_when_answered()
             else:
                 self._update_reading()
-                self._take_lines()
+                if self.buffer or self.eof:  # lines left waiting while the connection was full
+                    self._take_lines()
 
     def _update_reading(self) -> None:
         self._set_paused(not self.finished and self._full())
@@ -432,7 +437,7 @@ class Connection(asyncio.Protocol):
     def abort(self) -> None:
         """The server is stopping without waiting: in-flight answers are cancelled, replies
         already made are still written."""
-        for task in list(self.tasks):
+        for task in list(self.tasks.values()):
             task.cancel()
         if self.out:
             self._flush()
@@ -733,7 +738,7 @@ class Server:
             # A client that went away mid-request does not cancel it (a write may be
             # journaled already): its answer finishes and is dropped.
             while conn.tasks:
-                await asyncio.wait(set(conn.tasks))
+                await asyncio.wait(list(conn.tasks.values()))
         finally:
             conn.abort()
 
