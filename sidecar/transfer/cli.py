@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import IO, Any, TypeVar
 
 import msgspec
 
+from sidecar import errors
 from sidecar.domain import kv
 from sidecar.transfer import records as rec
 from sidecar.transfer.progress import Progress
@@ -131,6 +133,7 @@ def export(socket_path: Path, out: str, *, json_lines: bool) -> int:
         with _output(out) as stream, Progress("export", total, json_lines=json_lines) as bar:
             stream.write(msgspec.json.encode(header) + b"\n")
             written = 0
+            counts = {}
             for space in header.spaces:
                 prefix = b'{"space":' + msgspec.json.encode(space.space) + b","
                 params = {"space": space.space, "after": None, "limit": rec.MAX_PAGE}
@@ -142,9 +145,11 @@ def export(socket_path: Path, out: str, *, json_lines: bool) -> int:
                     # each record is an encoded object: the space goes in front of its fields
                     stream.write(b"".join(prefix + bytes(r)[1:] + b"\n" for r in page.records))
                     written += len(page.records)
+                    counts[space.space] = counts.get(space.space, 0) + len(page.records)
                     bar.advance(len(page.records))
                     if page.next is None:
                         break
+            stream.write(msgspec.json.encode(rec.Trailer(rec.FORMAT, counts)) + b"\n")
     print(f"memoryd: exported {written} records from {len(header.spaces)} spaces"
           f"{'' if out == '-' else ' to ' + out}", file=sys.stderr)
     return 0
@@ -181,16 +186,29 @@ def _output(out: str) -> Iterator[IO[bytes]]:
 # -- import ----------------------------------------------------------------------------------
 
 def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BATCH) -> int:
-    """Check the header against the running memoryd, then send the records in batches."""
+    """Check the header against the running memoryd and, in a regular file, every line as
+    memoryd will (``_Reader``) before sending any; then send the records in batches."""
     with _input(source) as stream, Connection(socket_path) as conn:
         lines = _lines(stream)
         header = _header(next(lines, None))
         description = conn.call("transfer.describe", {}, rec.Description)
         check_compatible(header, description)
+        if _regular(stream):  # read twice: a bad line anywhere and nothing is written
+            reader = _Reader(header, description)
+            for number, line in lines:
+                reader.record(number, line)
+            reader.finish("nothing imported")
+            stream.seek(0)
+            lines = _lines(stream)
+            next(lines)
+        reader = _Reader(header, description)
         models = {s.space: rec.model_of(s.model) for s in header.spaces}
         total = sum(s.count for s in header.spaces)
         written = queued = 0
         sent: dict[int | None, list[int]] = {}  # request id -> the line numbers it carries
+        # request id -> its records' (space, id): a batch holding one of them waits until it
+        # is written, so that the later line of an id wins (as within a batch)
+        ids: dict[int | None, set[tuple[str, str]]] = {}
 
         def settle_one() -> None:
             nonlocal written, queued
@@ -199,20 +217,93 @@ def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BA
             except RpcFailed as exc:
                 raise _at_line(exc, sent.get(exc.request_id, [])) from None
             bar.advance(len(sent.pop(request_id)))
+            ids.pop(request_id, None)
             written += result["written"]
             queued += result["written"] if result.get("queued") else 0
 
         with Progress("import", total, json_lines=json_lines) as bar:
-            for space, records, numbers in _batches(lines, batch):
-                sent[conn.send("transfer.import", {
-                    "space": space, "records": records, "model": models.get(space)})] = numbers
+            for space, records, numbers in _batches(lines, batch, reader):
+                these = {(space, r.id.lower()) for r in records}
+                if any(not these.isdisjoint(held) for held in ids.values()):
+                    while sent:
+                        settle_one()
+                request_id = conn.send("transfer.import", {
+                    "space": space, "records": records, "model": models.get(space)})
+                sent[request_id], ids[request_id] = numbers, these
                 if len(sent) >= IN_FLIGHT:
                     settle_one()
             while sent:
                 settle_one()
+            reader.finish(f"the {written} records before it were imported: import the whole "
+                          f"file (a rerun rewrites them, adding none)")
     note = f" ({queued} queued: applied when the store is back)" if queued else ""
     print(f"memoryd: imported {written} records{note}", file=sys.stderr)
     return 0
+
+
+def _regular(stream: IO[bytes]) -> bool:
+    """Whether ``stream`` is a regular file (read twice), not a pipe, FIFO or terminal."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode) and stream.seekable()
+    except (OSError, ValueError):
+        return False
+
+
+class _Reader:
+    """The record lines of one export, each checked as transfer.import will check it
+    (``records.checked_points``: the same rules, so a bad line is named before anything is
+    sent) and against the header (its spaces; in version 2 the trailer's counts)."""
+
+    def __init__(self, header: rec.Header, target: rec.Description) -> None:
+        self.version = header.version
+        self.spaces = {s.space: s for s in header.spaces}
+        # a memoryd not saying its cap checks values itself (none is longer than a line)
+        self.value_cap = target.kvMaxValueBytes or MAX_LINE
+        self.seen = dict.fromkeys(self.spaces, 0)
+        self.last = 1  # the line number of the last line read
+        self.trailer: rec.Trailer | None = None
+
+    def record(self, number: int, line: bytes) -> rec.Line | None:
+        """The record on line ``number``; None for the trailer."""
+        if self.trailer is not None:
+            raise CommandError(f"line {number} follows the export's last line (line "
+                               f"{self.last}): not a file memoryd exported")
+        self.last = number
+        record = _record(number, line)
+        if isinstance(record, rec.Trailer):
+            if self.version < 2:
+                raise CommandError(f"line {number} is not an export record (a version-2 "
+                                   f"last line in a version-{self.version} file)")
+            self.trailer = record
+            return None
+        space = self.spaces.get(record.space)
+        if space is None:
+            listed = ", ".join(list(self.spaces)[:5]) + (", ..." if len(self.spaces) > 5 else "")
+            raise CommandError(f"line {number} is a record of space {record.space!r}, which "
+                               f"the header does not list ({listed or 'none'}): not a file "
+                               f"memoryd exported")
+        self.seen[record.space] += 1
+        try:
+            rec.checked_points(record.space, [record], space.dimension or len(record.vector),
+                               self.value_cap)
+        except errors.ValidationError as exc:
+            raise CommandError(f"line {number}: {exc.message.replace('records[0].', '')}"
+                               ) from None
+        return record
+
+    def finish(self, then: str) -> None:
+        """At the end of the file: a version-2 file must have ended with its trailer, and
+        hold as many records of each space as it says; else the file was cut short."""
+        if self.version < 2:
+            return
+        if self.trailer is None:
+            raise CommandError(f"the file ends at line {self.last} without the export's last "
+                               f"line: it was cut short (copy it again); {then}")
+        counted = {k: v for k, v in self.seen.items() if v}
+        said = {k: v for k, v in self.trailer.records.items() if v}
+        if counted != said:
+            raise CommandError(f"the file's last line counts {said} records, its lines hold "
+                               f"{counted}: not the file memoryd exported; {then}")
 
 
 @contextlib.contextmanager
@@ -247,6 +338,7 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
 
 _header_decoder = msgspec.json.Decoder(rec.Header)
 _line_decoder = msgspec.json.Decoder(rec.Line)
+_trailer_decoder = msgspec.json.Decoder(rec.Trailer)
 
 
 def _header(first: tuple[int, bytes] | None) -> rec.Header:
@@ -258,16 +350,24 @@ def _header(first: tuple[int, bytes] | None) -> rec.Header:
     except RecursionError:
         raise CommandError(f"line {number} nests too deeply: not a memoryd export header"
                            ) from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"line {number} is not UTF-8 text ({exc.reason} at byte "
+                           f"{exc.start}): not a memoryd export header") from None
     except msgspec.DecodeError as exc:
         raise CommandError(f"line {number} is not a memoryd export header "
                            f"(format {rec.FORMAT!r}, version {rec.VERSION}): {exc}") from None
 
 
-def _record(number: int, line: bytes) -> rec.Line:
+def _record(number: int, line: bytes) -> rec.Line | rec.Trailer:
     try:
         return _line_decoder.decode(line)
     except msgspec.ValidationError as exc:
+        with contextlib.suppress(msgspec.DecodeError):
+            return _trailer_decoder.decode(line)
         raise CommandError(f"line {number} is not an export record: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec checks UTF-8 only as far as it reads
+        raise CommandError(f"line {number} is not UTF-8 text ({exc.reason} at byte "
+                           f"{exc.start}): not a record memoryd exported") from None
     except msgspec.DecodeError as exc:
         raise CommandError(f"line {number} is not JSON: {exc}") from None
     except RecursionError:  # msgspec's own limit on nesting (memoryd refuses far less deep)
@@ -275,7 +375,7 @@ def _record(number: int, line: bytes) -> rec.Line:
                            ) from None
 
 
-def _batches(lines: Iterator[tuple[int, bytes]], size: int
+def _batches(lines: Iterator[tuple[int, bytes]], size: int, reader: _Reader
              ) -> Iterator[tuple[str, list[rec.ExportRecord], list[int]]]:
     """Consecutive records of one space, at most ``size`` of them and about BATCH_BYTES,
     with their line numbers."""
@@ -284,7 +384,9 @@ def _batches(lines: Iterator[tuple[int, bytes]], size: int
     numbers: list[int] = []
     nbytes = 0
     for number, line in lines:
-        record = _record(number, line)
+        record = reader.record(number, line)
+        if record is None:
+            continue
         if batch and (record.space != space or nbytes + len(line) > BATCH_BYTES):
             yield space, batch, numbers
             batch, numbers, nbytes = [], [], 0
@@ -317,9 +419,9 @@ def _at_line(exc: RpcFailed, numbers: list[int]) -> CommandError:
 def check_compatible(header: rec.Header, target: rec.Description) -> None:
     """Refuse, before anything is written, a file whose vectors do not fit this memoryd
     (``records.mismatch``) or that would create more kv namespaces than it allows."""
-    if header.version != rec.VERSION:
+    if header.version not in rec.READS:
         raise CommandError(f"the file is {rec.FORMAT} version {header.version}; this memoryd "
-                           f"reads version {rec.VERSION}")
+                           f"reads versions {', '.join(map(str, rec.READS))}")
     existing = {s.space: s for s in target.spaces}
     new_namespaces = []
     for space in header.spaces:

@@ -2,9 +2,11 @@
 
 An export is JSON lines. Line 1 is the header (``Header``): format name and version, the
 memoryd version that wrote it, and per space its collection, dimension, distance, embedding
-model (the guard's record) and record count. Every other line is one record (``Line``):
-``{"space", "id", "vector", "sparse", "payload"}`` where ``space`` is ``memories`` or
-``kv:<namespace>`` and ``sparse`` is the lexical (BM25) vector or null. Records are raw
+model (the guard's record) and record count (when the export began: writes meanwhile may
+change it). Then one line per record (``Line``): ``{"space", "id", "vector", "sparse",
+"payload"}`` where ``space`` is ``memories`` or ``kv:<namespace>`` and ``sparse`` is the
+lexical (BM25) vector or null. The last line (``Trailer``, version 2) counts the records of
+each space written, so a file cut short at a line's end is told from a whole one. Records are raw
 points: payloads exactly as stored, vectors as the engine holds them (float32 values), so an
 import writes back the same points bit for bit.
 
@@ -29,7 +31,9 @@ from sidecar.embedding.guard import ModelRecord
 from sidecar.store.base import Point, Record
 
 FORMAT = "memoryd-export"
-VERSION = 1
+# 2: the file ends with a Trailer line (version 1 files, without one, are still read).
+VERSION = 2
+READS = (1, 2)
 MEMORIES = "memories"
 KV_PREFIX = "kv:"
 DISTANCE = "Cosine"  # every collection memoryd creates or serves
@@ -76,7 +80,8 @@ class SpaceInfo(msgspec.Struct):
 
 class Header(msgspec.Struct):
     """Line 1 of an export file; also ``transfer.describe``'s result (which adds
-    ``embedding`` and ``kvMaxNamespaces``: what an import into this memoryd must fit)."""
+    ``embedding``, ``kvMaxNamespaces`` and ``kvMaxValueBytes``: what an import into this
+    memoryd must fit)."""
 
     format: Literal["memoryd-export"]
     version: int
@@ -88,6 +93,14 @@ class Description(Header):
     # The running memoryd's embedding provider and model ({provider, model}), or None.
     embedding: dict[str, str] | None = None
     kvMaxNamespaces: int | None = None
+    kvMaxValueBytes: int | None = None
+
+
+class Trailer(msgspec.Struct, **_STRICT):
+    """The last line of a version-2 export: how many records of each space it holds."""
+
+    end: Literal["memoryd-export"]
+    records: dict[str, Annotated[int, Meta(ge=0, le=contract.INT64_MAX)]]
 
 
 class ExportParams(msgspec.Struct, **_STRICT):
@@ -151,6 +164,19 @@ def encode_record(record: Record) -> msgspec.Raw:
     return msgspec.Raw(_encoder.encode(ExportRecord(
         id=record.id, vector=record.vector or [], payload=record.payload,
         sparse=Sparse(sparse.indices, sparse.values) if sparse is not None else None)))
+
+
+def checked_points(space: str, records: list[ExportRecord], dimension: int, value_cap: int
+                   ) -> list[Point]:
+    """``records`` of ``space`` as points, once each is what the services reading that space
+    expect: the whole of transfer.import's check of a batch (``memoryd import`` runs it on
+    every line before sending any). ``validation`` at ``$.records[i]...`` otherwise."""
+    namespace = namespace_of(space)
+    if namespace is None:
+        check_memory_records(records)
+    else:
+        check_kv_records(namespace, records, value_cap)
+    return to_points(records, dimension)
 
 
 def to_points(records: list[ExportRecord], dimension: int, path: str = "$.records"

@@ -66,7 +66,7 @@ async def describe(app: App) -> rec.Description:
                                     space.store.dimension, rec.DISTANCE, None,
                                     await space.view.count(None)))
     return rec.Description(rec.FORMAT, rec.VERSION, __version__, spaces, _embedding(app),
-                           app.config.kv_max_namespaces)
+                           app.config.kv_max_namespaces, app.config.kv_max_value_bytes)
 
 
 def _embedding(app: App) -> dict[str, str] | None:
@@ -122,11 +122,8 @@ async def import_records(app: App, params: rec.ImportParams) -> dict[str, int | 
                                  f"records' vectors have {dimension} dimensions")
     # every record is checked before anything is created or recorded (a collection, a kv
     # namespace, the guard's model)
-    if namespace is None:
-        rec.check_memory_records(params.records)
-    else:
-        rec.check_kv_records(namespace, params.records, app.config.kv_max_value_bytes)
-    points = rec.to_points(params.records, dimension)
+    points = rec.checked_points(params.space, params.records, dimension,
+                                app.config.kv_max_value_bytes)
     if namespace is None:
         writer = await _memories_for_import(app, params, dimension)
     else:

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,10 @@ def export_lines(server: Memoryd, path: Path) -> list[dict[str, Any]]:
     progress = [msgspec.json.decode(line) for line in done.stderr.splitlines()
                 if line.startswith("{")]
     assert progress and progress[-1]["state"] == "done" and progress[-1]["progress"] == "export"
-    return [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
+    *lines, trailer = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
+    assert trailer == {"end": "memoryd-export", "records": dict(Counter(
+        r["space"] for r in lines[1:]))}
+    return lines
 
 
 def f32(values: list[float]) -> bytes:
@@ -101,7 +105,7 @@ def test_export_then_import_into_a_fresh_memoryd_gives_identical_records(
     populate(source)
     exported = export_lines(source, short_tmp / "a.jsonl")
     header, records = exported[0], exported[1:]
-    assert header["format"] == "memoryd-export" and header["version"] == 1
+    assert header["format"] == "memoryd-export" and header["version"] == 2
     spaces = {s["space"]: s for s in header["spaces"]}
     assert set(spaces) == {"memories", "kv:cache-a", "kv:cache-b"}
     assert spaces["memories"]["model"]["provider"] == "legacy-mock"
@@ -176,6 +180,8 @@ def test_acknowledged_write_is_exported_and_memoryd_serves_during_an_export(
         if export.poll() is None:
             export.kill()
             export.wait()
+    *rest, end = rest
+    assert msgspec.json.decode(end) == {"end": "memoryd-export", "records": {"memories": 2501}}
     ids = [first["id"]] + [msgspec.json.decode(line)["id"] for line in rest]
     assert len(ids) == 2501 and len(set(ids)) == 2501 and saved["id"] in ids
     assert ids == sorted(ids)  # id order, pages joined without a gap or a repeat
@@ -264,7 +270,8 @@ def test_bad_lines_are_named_by_their_number(memoryd_factory: Any, short_tmp: Pa
     wrong = attempt(header, first, msgspec.json.encode({**record, "vector": "x"}))
     assert "line 3 is not an export record" in wrong and "$.vector" in wrong
     assert "line 2 is longer than 8388608 bytes" in attempt(header, b"x" * (9 << 20))
-    # what only memoryd can tell (the vectors of one space differ in length) keeps its line
+    # a record memoryd would refuse (its vector is not of the space's dimension) is named by
+    # its line before anything is sent
     short = attempt(header, first, b"", msgspec.json.encode({**record, "vector": [1.0] * 3}))
     assert "line 4:" in short and "3 dimensions" in short
     assert "the file is empty" in attempt(b"")

@@ -231,3 +231,88 @@ def test_migrate_from_a_url_that_answers_garbage_says_so(
     assert done.returncode == 1
     assert "answered, but not as a Qdrant server does" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- hostile files for `memoryd import` ---------------------------------------------------------
+
+def export_file(server: Memoryd, path: Path, memories: int) -> list[bytes]:
+    """``memories`` saved and exported to ``path``: its lines (header, records, last line)."""
+    with server.connect() as c:
+        c.result("memory.saveBatch", {"inputs": [
+            {"category": "fact", "content": f"memory {i}"} for i in range(memories)]})
+    done = cli(server, "export", "--out", str(path))
+    assert done.returncode == 0, done.stderr
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def stats_total(server: Memoryd) -> int:
+    return int(server.call("memory.stats", {})["result"]["total"])
+
+
+def test_an_export_cut_short_or_with_a_bad_late_line_imports_nothing(
+        memoryd_factory: Any, short_tmp: Path) -> None:
+    """Before: a file cut at the end of a line was imported as if whole (exit 0); a bad line
+    after the first batch, invalid UTF-8 (a traceback) or a record of a space the header does
+    not list stopped the import with the batches before it written."""
+    source = memoryd_factory(root=short_tmp / "a", env=MOCK)
+    lines = export_file(source, short_tmp / "a.jsonl", 5)
+    header, records, end = lines[0], lines[1:-1], lines[-1]
+    assert msgspec.json.decode(end) == {"end": "memoryd-export", "records": {"memories": 5}}
+    bad = msgspec.json.decode(records[3])
+    bad["payload"]["category"] = 5
+    kv_record = {"space": "kv:ns", "id": str(uuid.uuid4()), "vector": [1.0], "payload": {}}
+    target = memoryd_factory(root=short_tmp / "b", env=MOCK)
+    cases = [
+        (records[:4], "the file ends at line 5 without the export's last line: it was cut short"),
+        ([*records[:3], msgspec.json.encode(bad) + b"\n", *records[4:], end],
+         "line 5: payload.category must be a string, not an integer"),
+        ([*records[:3], records[3].replace(b'"content":"', b'"content":"\xff'), *records[4:], end],
+         "line 5 is not UTF-8 text"),
+        ([*records, msgspec.json.encode(kv_record) + b"\n", end],
+         "line 7 is a record of space 'kv:ns', which the header does not list (memories)"),
+        ([*records, end, records[0]], "line 8 follows the export's last line (line 7)"),
+        ([*records[:4], b'{"end":"memoryd-export","records":{"memories":5}}\n'],
+         "the file's last line counts {'memories': 5} records, its lines hold "
+         "{'memories': 4}"),
+    ]
+    path = short_tmp / "bad.jsonl"
+    for body, message in cases:
+        path.write_bytes(header + b"".join(body))
+        done = cli(target, "import", str(path), "--batch", "1")
+        assert done.returncode == 1 and message in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # one line, no trace
+        assert stats_total(target) == 0
+    # a stream cannot be read twice: what came before is imported, and the message says so
+    cut = (header + b"".join(records[:4])).decode()
+    done = cli(target, "import", "-", "--batch", "1", input=cut)
+    assert done.returncode == 1
+    assert ("cut short (copy it again); the 4 records before it were imported: import the "
+            "whole file") in done.stderr, done.stderr
+    # and the whole file, from a pipe too, goes in
+    done = cli(target, "import", "-", input=b"".join(lines).decode())
+    assert done.returncode == 0, done.stderr
+    assert stats_total(target) == 5
+
+
+def test_an_id_in_two_batches_ends_as_its_later_line(memoryd_factory: Any,
+                                                     short_tmp: Path) -> None:
+    """Batches are sent four at a time: a batch holding an id of one still unanswered waits
+    for it, so the later line wins across batches as it does within one (before, either
+    could end stored)."""
+    server = memoryd_factory(env=MOCK)
+    header = {"format": "memoryd-export", "version": 1, "memorydVersion": "0", "spaces": [
+        {"space": "memories", "collection": "agent_memory", "dimension": DIM,
+         "distance": "Cosine", "model": None, "count": 40}]}
+    lines = [msgspec.json.encode(header)]
+    ids = [str(uuid.uuid4()) for _ in range(20)]
+    for i, memory_id in enumerate(ids):
+        for version in ("first", "later"):
+            line = {"space": "memories", **record(content=f"{version} {i}"), "id": memory_id}
+            lines.append(msgspec.json.encode(line))
+    path = short_tmp / "twice.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    done = cli(server, "import", str(path), "--batch", "1")
+    assert done.returncode == 0, done.stderr
+    with server.connect() as c:
+        for i, memory_id in enumerate(ids):
+            assert c.result("memory.get", {"id": memory_id})["content"] == f"later {i}"
