@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from sidecar import deadline, errors
@@ -53,6 +54,64 @@ async def test_within_keeps_the_sooner_deadline_and_stops_what_has_none_of_its_o
     with deadline.within(50):
         result = "done"
     assert result == "done" and deadline.expired() is False
+
+
+@pytest.mark.anyio
+async def test_the_requests_scope_is_cancelled_grace_after_its_deadline_never_inside_a_shield(
+        ) -> None:
+    """The scope has no deadline of its own: the loop's one expiry timer cancels it."""
+    with anyio.fail_after(20):  # a scope never cancelled fails the test instead of hanging it
+        started = time.monotonic()
+        with pytest.raises(errors.Timeout) as caught, deadline.within(100):
+            await anyio.sleep(30)
+        assert caught.value.data() == timeout_data(100)
+        assert time.monotonic() - started >= 0.1 + deadline.GRACE  # never before its grace
+        # A shielded section (a journaled write's commit and wait) that outlasts the deadline
+        # and its grace runs to its end; only the next wait outside it is stopped.
+        done = []
+        with pytest.raises(errors.Timeout), deadline.within(50):
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.05 + deadline.GRACE + 0.2)
+                done.append("shielded")
+            await anyio.sleep(30)
+        assert done == ["shielded"]
+        # ... and a block that returns right after its shield keeps its result (queued: true)
+        with deadline.within(50):
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.05 + deadline.GRACE + 0.2)
+            result = "queued"
+        assert result == "queued"
+
+
+@pytest.mark.anyio
+async def test_each_request_is_stopped_at_its_own_deadline_whatever_came_before() -> None:
+    """One timer for all: armed for a later deadline it is moved sooner; armed for a request
+    that finished, it fires for nothing and is set again for the soonest left."""
+    outcome: dict[str, Any] = {}  # in the order the requests ended
+
+    async def request(name: str, timeout_ms: int, work: float, start_after: float) -> None:
+        await anyio.sleep(start_after)
+        try:
+            with deadline.within(timeout_ms):
+                await anyio.sleep(work)
+            outcome[name] = "done"
+        except errors.Timeout as exc:
+            outcome[name] = exc.data()["timeoutMs"]
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(request, "late, hangs", 1_500, 30, 0)  # arms the timer first
+            tg.start_soon(request, "sooner, hangs", 200, 30, 0.05)  # moves it sooner
+            tg.start_soon(request, "soonest, finishes", 100, 0.01, 0.1)  # a stale timer
+            tg.start_soon(request, "in between, hangs", 700, 30, 0.15)
+            tg.start_soon(request, "long, finishes", 60_000, 0.5, 0)
+    assert outcome == {"late, hangs": 1_500, "sooner, hangs": 200, "soonest, finishes": "done",
+                       "in between, hangs": 700, "long, finishes": "done"}
+    # each stopped by its own deadline, not all together by the latest (0.6 s apart at least)
+    hung = [name for name in outcome if name.endswith("hangs")]
+    assert hung == ["sooner, hangs", "in between, hangs", "late, hangs"]
+    expiry = deadline._expiry
+    assert expiry is not None and not expiry.scopes  # nothing left registered
 
 
 def test_a_hanging_embedding_service_ends_at_the_requests_deadline(
@@ -147,3 +206,35 @@ def test_a_write_to_a_stalled_store_answers_within_its_timeout(memoryd_factory: 
         hits = c.result("memory.search", {"query": "x", "vector": vec(2), "threshold": 0,
                                            "limit": 10})
         assert {h["entry"]["id"] for h in hits} >= {e["id"] for e in acknowledged}
+
+
+def test_a_burst_of_journaled_writes_to_a_stalled_store_all_answer_queued(
+        memoryd_factory: Any) -> None:
+    """Sixty saves and twenty reads at once, on one connection and one deadline: the event
+    loop falls behind, so requests' scopes are cancelled (deadline + GRACE) while saves are in
+    their shielded commit and wait. Every save still says what became of it (``queued``, never
+    ``timeout``) and is there once the store is back; every read ends in ``timeout``."""
+    server = memoryd_factory("--dimension", "4", env={
+        "MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_SWEEP_INTERVAL": "0",
+        "MEMORYD_JOURNAL": "true"})
+    with server.connect() as c:
+        c.result("memory.save", memory(0))
+        worker = c.result("system.health")["checks"]["store"]["detail"]["workerPid"]
+        saves = {i: memory(i, timeoutMs=300) for i in range(1, 61)}
+        reads = {100 + i: {"query": "x", "vector": vec(i), "timeoutMs": 300} for i in range(20)}
+        burst = [c.request_obj("memory.save", p, id=i) for i, p in saves.items()]
+        burst += [c.request_obj("memory.search", p, id=i) for i, p in reads.items()]
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            c.send_raw(b"".join(msgspec.json.encode(r) + b"\n" for r in burst))
+            replies = {r["id"]: r for r in (c.read() for _ in burst)}
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        for i in saves:
+            assert replies[i]["result"]["queued"] is True, replies[i]
+        for i in reads:
+            assert replies[i]["error"]["data"] == timeout_data(300), replies[i]
+        wait_for(lambda: journal_depth(c) == 0, "the journal to drain")
+        for i in saves:
+            entry = replies[i]["result"]
+            assert c.result("memory.get", {"id": entry["id"]})["content"] == f"memory {i}"
