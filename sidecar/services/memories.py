@@ -162,13 +162,19 @@ async def newest_first(app: App, base: Filter, need: int,
     return out
 
 
+# A saveBatch's memories (at most 1,000) share one createdAt: a group this size or smaller
+# comes whole in one scroll; a larger one is counted first.
+_GROUP_SCROLL = 1024
+
+
 async def _tie_ids(app: App, base: Filter, created: float) -> list[str]:
     """Ids of ``base``'s records created at ``created``, descending."""
     ties = queries.created_at_window(base, exactly=created)
-    total = await app.store.count(ties)
-    if not total:
-        return []
-    records = await app.store.scroll(filter=ties, limit=total, with_payload=False)
+    records = await app.store.scroll(filter=ties, limit=_GROUP_SCROLL, with_payload=False)
+    if len(records) == _GROUP_SCROLL:  # maybe more
+        total = await app.store.count(ties)
+        if total > len(records):
+            records = await app.store.scroll(filter=ties, limit=total, with_payload=False)
     return sorted((r.id for r in records), reverse=True)
 
 

@@ -3,6 +3,7 @@ of JSON stops short, and the caller continues from its last entry (real memoryd,
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import msgspec
@@ -50,3 +51,28 @@ def test_a_page_stops_short_of_max_line_bytes_and_continues_with_before(
             "createdAt": first[0]["createdAt"], "id": first[0]["id"]}})
         assert len(rest) == 1
         assert {first[0]["id"], rest[0]["id"]} >= {big["id"]}
+
+
+def test_a_createdat_group_larger_than_one_scroll_lists_in_id_order(
+        memoryd_factory: Any) -> None:
+    """1,100 memories share one createdAt (more than the 1,024 ids memory.list fetches of a
+    group in one scroll): pages are still in id order, each memory once."""
+    server = memoryd_factory("--dimension", "4", env=NO_MODEL)
+    ids = sorted((str(uuid.UUID(int=7_000_003 * i + 11)) for i in range(1100)), reverse=True)
+    records = [{"id": i, "vector": V, "payload": {
+        "type": "memory", "category": "note", "content": f"tie {n}", "metadata": {},
+        "createdAt": 1_700_000_000_000, "accessedAt": 1_700_000_000_000, "expiresAt": 0,
+        "namespace": "tie"}} for n, i in enumerate(ids)]
+    with server.connect() as client:
+        for start in range(0, len(records), 500):
+            client.result("transfer.import", {"space": "memories",
+                                              "records": records[start:start + 500]})
+        assert [e["id"] for e in client.result(
+            "memory.list", {"namespace": "tie", "limit": 100})] == ids[:100]
+        seen: list[str] = []
+        params: dict[str, Any] = {"namespace": "tie", "limit": 300}
+        while page := client.result("memory.list", params):
+            seen += [e["id"] for e in page]
+            params = {**params, "before": {"createdAt": page[-1]["createdAt"],
+                                           "id": page[-1]["id"]}}
+        assert seen == ids
