@@ -189,6 +189,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]  # others' work on the machine moves both columns
     root = Path(tempfile.mkdtemp(prefix="md-bench-", dir="/tmp"))
     results: dict[str, list[dict[str, float]]] = {"floor": [], "memoryd": []}
     floor = memoryd = None
@@ -209,10 +210,11 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
     medians = {name: median_of(rounds) for name, rounds in results.items()}
     if args.json:
-        print(json.dumps({"medians": medians, "rounds": results}, indent=2))
+        print(json.dumps({"medians": medians, "rounds": results,
+                          "load": [load_before, os.getloadavg()[0]]}, indent=2))
     else:
-        load = os.getloadavg()[0]  # others' work on the machine moves both columns
-        print(f"{os.cpu_count()} CPUs (load {load:.1f}), {args.rounds} rounds (medians), "
+        load = f"{load_before:.1f}–{os.getloadavg()[0]:.1f}"
+        print(f"{os.cpu_count()} CPUs (load {load}), {args.rounds} rounds (medians), "
               f"{args.calls} sequential calls, {args.pipelined} pipelined with {args.depth} "
               f"in flight")
         print(table(results, args))
