@@ -101,6 +101,9 @@ describe("external mode", () => {
     assert.ok(logger.has(/failed after all retries/, "error"));
     assert.deepEqual(await mem.search({ query: "q" }), []);
     assert.deepEqual((await mem.save({ category: "note", content: "x" })).embedding, []);
+    // saveBatch's placeholders are shaped as its real entries: no embedding
+    const batch = await mem.saveBatch([{ category: "note", content: "y" }, { category: "fact", content: "z" }]);
+    assert.deepEqual(batch.map((e) => [e.content, "embedding" in e]), [["y", false], ["z", false]]);
     await assert.rejects(mem.stats(), /memory unavailable/);
     const h = await mem.health();
     assert.equal(h.ok, false);
