@@ -193,7 +193,8 @@ def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BA
         header = _header(next(lines, None))
         description = conn.call("transfer.describe", {}, rec.Description)
         check_compatible(header, description)
-        if _regular(stream):  # read twice: a bad line anywhere and nothing is written
+        regular = _regular(stream)
+        if regular:  # read twice: a bad line anywhere and nothing is written
             reader = _Reader(header, description)
             for number, line in lines:
                 reader.record(number, line)
@@ -201,7 +202,7 @@ def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BA
             stream.seek(0)
             lines = _lines(stream)
             next(lines)
-        reader = _Reader(header, description)
+        reader = _Reader(header, description, check=not regular)  # checked once is enough
         models = {s.space: rec.model_of(s.model) for s in header.spaces}
         total = sum(s.count for s in header.spaces)
         written = queued = 0
@@ -254,8 +255,10 @@ class _Reader:
     (``records.checked_points``: the same rules, so a bad line is named before anything is
     sent) and against the header (its spaces; in version 2 the trailer's counts)."""
 
-    def __init__(self, header: rec.Header, target: rec.Description) -> None:
+    def __init__(self, header: rec.Header, target: rec.Description, check: bool = True
+                 ) -> None:
         self.version = header.version
+        self.check = check
         self.spaces = {s.space: s for s in header.spaces}
         # a memoryd not saying its cap checks values itself (none is longer than a line)
         self.value_cap = target.kvMaxValueBytes or MAX_LINE
@@ -283,6 +286,8 @@ class _Reader:
                                f"the header does not list ({listed or 'none'}): not a file "
                                f"memoryd exported")
         self.seen[record.space] += 1
+        if not self.check:
+            return record
         try:
             rec.checked_points(record.space, [record], space.dimension or len(record.vector),
                                self.value_cap)
