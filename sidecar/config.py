@@ -20,6 +20,10 @@ from msgspec import Meta
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
+# A collection's name is also a directory under the embedded store's data dir: no separator,
+# no NUL, not "." or ".." (Qdrant's own rule forbids more; this is what keeps paths inside).
+CollectionName = Annotated[str, Meta(min_length=1, max_length=255,
+                                     pattern=r"^(?!\.\.?$)[^/\\\x00]+$")]
 Uid = Annotated[int, Meta(ge=0)]
 
 SECRET_KEYS = frozenset({"api_key", "qdrant_api_key"})
@@ -76,7 +80,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     line_timeout: Annotated[float, Meta(gt=0)] = 30.0
     drain_timeout: NonNegFloat = 10.0
     # -- store
-    collection: Annotated[str, Meta(min_length=1, max_length=255)] = "agent_memory"
+    collection: CollectionName = "agent_memory"
     default_namespace: Annotated[str, Meta(min_length=1)] = "default"
     dimension: PositiveInt | None = None
     qdrant_url: str | None = None  # set = Qdrant server/cluster; unset = embedded engine

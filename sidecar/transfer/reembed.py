@@ -48,7 +48,7 @@ import msgspec
 from loguru import logger
 
 from sidecar import errors
-from sidecar.config import Config, EmbeddingConfig
+from sidecar.config import CollectionName, Config, EmbeddingConfig
 from sidecar.domain import continuity, lexical, payloads
 from sidecar.domain.filters import Filter, Match, MatchAny
 from sidecar.embedding.guard import atomic_write
@@ -82,8 +82,8 @@ class Job(msgspec.Struct, rename="camel"):
     model: str | None
     dimensions: int | None
     base_url: str | None
-    source: str
-    target: str
+    source: CollectionName
+    target: CollectionName
     started_at: int
     drop_old: bool = False
 
@@ -97,11 +97,11 @@ class SavedState(msgspec.Struct, rename="camel"):
 
     version: int = 1
     base: str = ""
-    served: str | None = None
+    served: CollectionName | None = None
     served_model: ModelId | None = None
     job: Job | None = None
-    old: list[str] = []
-    replaced: list[str] = []
+    old: list[CollectionName] = []
+    replaced: list[CollectionName] = []
 
 
 def state_path(config: Config) -> Path:

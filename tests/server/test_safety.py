@@ -238,3 +238,40 @@ def test_cli_call_and_health(memoryd: Any) -> None:
     memoryd.stop()
     down = subprocess.run([*base, "health", *sock], capture_output=True, timeout=60)
     assert down.returncode == 1
+
+
+def _serve_once(short_tmp: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", "serve", "--spawned", "--socket",
+         str(short_tmp / "run" / "s.sock"), "--data-dir", str(short_tmp / "data"), *args],
+        capture_output=True, timeout=60, env={**os.environ, "XDG_CONFIG_HOME": str(short_tmp)})
+
+
+def test_collection_name_cannot_leave_the_data_dir(short_tmp: Path) -> None:
+    # The embedded store keeps a collection in a directory of that name under the data dir.
+    config = short_tmp / "memoryd.toml"
+    config.write_text('collection = "../outside"\n')
+    proc = _serve_once(short_tmp, "--config", str(config))
+    assert proc.returncode == 2
+    failed = msgspec.json.decode(proc.stdout.splitlines()[0])
+    assert failed["params"]["error"]["kind"] == "config"
+    assert "collection" in failed["params"]["error"]["message"]
+    assert not (short_tmp / "outside").exists()
+
+
+def test_reembed_state_naming_a_path_outside_is_refused(short_tmp: Path) -> None:
+    # reembed.json's old collections are deleted by `reembed --drop-old`: a name that is a
+    # path must stop memoryd at start, not reach rmtree later.
+    victim = short_tmp / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("x")
+    data = short_tmp / "data"
+    data.mkdir()
+    (data / "reembed.json").write_text(
+        '{"base": "agent_memory", "old": ["../../victim"], "replaced": ["../../victim"]}')
+    proc = _serve_once(short_tmp)
+    failed = msgspec.json.decode(proc.stdout.splitlines()[0])
+    assert failed["method"] == "system.failed"
+    assert "reembed.json is unreadable" in failed["params"]["error"]["message"]
+    assert "$.old[0]" in failed["params"]["error"]["message"]
+    assert (victim / "keep").exists()
