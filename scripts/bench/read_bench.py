@@ -7,8 +7,9 @@
 machine shared with other work the load moves between the two and the ratio with it. Here
 the same N memories (``store_bench.Data``, loaded once through memoryd) are copied for every
 target, and each round runs ``--searches`` searches and ``--lists`` lists on each target in
-turn: memoryd (this tree), optionally memoryd from ``--before`` (another checkout, e.g. a git
-worktree of an older commit), and the engine in this process (``store_bench``'s calls). Each
+turn (the memoryds in alternating order): memoryd (this tree), optionally memoryd from
+``--before`` (another checkout, e.g. a git worktree of an older commit), and the engine in this
+process (``store_bench``'s calls). Each
 round gives a p50 per target; the ratio is memoryd's p50 over the in-process p50 of the same
 round, and the table shows the medians over rounds, with CPU per operation (psutil) of the
 client, memoryd's main process and its engine worker.
@@ -137,8 +138,8 @@ def main() -> int:
 
         me = psutil.Process()
         rounds: dict[tuple[str, str], list[tuple[float, list[float]]]] = {}
-        for _ in range(args.rounds):
-            for t in targets:
+        for number in range(args.rounds):
+            for t in targets if number % 2 else targets[::-1]:  # neither always goes first
                 procs = [me, t.main, t.worker]
                 rounds.setdefault((t.name, "search"), []).append(run([
                     lambda q=q, c=t.client: c.call("memory.search",
