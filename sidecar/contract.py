@@ -80,8 +80,9 @@ Offset = Annotated[int, Meta(ge=0, le=MAX_OFFSET)]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 SearchLimit = Annotated[int, Meta(ge=1, le=100)]
 ListLimit = Annotated[int, Meta(ge=1, le=1000)]
-# Point ids are UUIDs; anything else is a caller error, not a store error.
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# Point ids are UUIDs; anything else is a caller error, not a store error. \Z, not $: $ also
+# matches before a final newline, which the store then refuses (after a batch's checks).
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 MemoryId = Annotated[str, Meta(pattern=UUID_PATTERN)]
 SessionId = NonEmptyStr
 
