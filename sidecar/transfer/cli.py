@@ -199,6 +199,7 @@ def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BA
             for number, line in lines:
                 reader.record(number, line)
             reader.finish("nothing imported")
+            check_compatible(reader.observed(header), description)
             stream.seek(0)
             lines = _lines(stream)
             next(lines)
@@ -263,6 +264,9 @@ class _Reader:
         # a memoryd not saying its cap checks values itself (none is longer than a line)
         self.value_cap = target.kvMaxValueBytes or MAX_LINE
         self.seen = dict.fromkeys(self.spaces, 0)
+        # a space's dimension: the header's, or its first record's (a header written while
+        # the space was empty says none)
+        self.dimensions = {s.space: s.dimension for s in header.spaces if s.dimension}
         self.last = 1  # the line number of the last line read
         self.trailer: rec.Trailer | None = None
 
@@ -289,12 +293,20 @@ class _Reader:
         if not self.check:
             return record
         try:
-            rec.checked_points(record.space, [record], space.dimension or len(record.vector),
+            rec.checked_points(record.space, [record],
+                               self.dimensions.setdefault(record.space, len(record.vector)),
                                self.value_cap)
         except errors.ValidationError as exc:
             raise CommandError(f"line {number}: {exc.message.replace('records[0].', '')}"
                                ) from None
         return record
+
+    def observed(self, header: rec.Header) -> rec.Header:
+        """``header`` with each space's dimension and count as its lines have them (a space
+        empty when the export began may hold records written meanwhile)."""
+        spaces = [msgspec.structs.replace(s, dimension=self.dimensions.get(s.space),
+                                          count=self.seen[s.space]) for s in header.spaces]
+        return msgspec.structs.replace(header, spaces=spaces)
 
     def finish(self, then: str) -> None:
         """At the end of the file: a version-2 file must have ended with its trailer, and
