@@ -217,25 +217,36 @@ def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BA
             try:
                 request_id, result = conn.receive(dict[str, Any])
             except RpcFailed as exc:
-                raise _at_line(exc, sent.get(exc.request_id, [])) from None
+                ids.pop(exc.request_id, None)
+                raise _at_line(exc, sent.pop(exc.request_id, [])) from None
             bar.advance(len(sent.pop(request_id)))
             ids.pop(request_id, None)
             written += result["written"]
             queued += result["written"] if result.get("queued") else 0
 
         with Progress("import", total, json_lines=json_lines) as bar:
-            for space, records, numbers in _batches(lines, batch, reader):
-                these = {(space, r.id.lower()) for r in records}
-                if any(not these.isdisjoint(held) for held in ids.values()):
+            try:
+                for space, records, numbers in _batches(lines, batch, reader):
+                    these = {(space, r.id.lower()) for r in records}
+                    if any(not these.isdisjoint(held) for held in ids.values()):
+                        while sent:
+                            settle_one()
+                    request_id = conn.send("transfer.import", {
+                        "space": space, "records": records, "model": models.get(space)})
+                    sent[request_id], ids[request_id] = numbers, these
+                    if len(sent) >= IN_FLIGHT:
+                        settle_one()
+                while sent:
+                    settle_one()
+            except CommandError as exc:  # a bad line, a refusal, a file changed since checked
+                # memoryd writes every batch it has received: their answers make the count true
+                with contextlib.suppress(CommandError, OSError):
                     while sent:
                         settle_one()
-                request_id = conn.send("transfer.import", {
-                    "space": space, "records": records, "model": models.get(space)})
-                sent[request_id], ids[request_id] = numbers, these
-                if len(sent) >= IN_FLIGHT:
-                    settle_one()
-            while sent:
-                settle_one()
+                done = (f"{written} records were imported before it stopped: import the whole "
+                        f"file (a rerun rewrites them, adding none)" if written
+                        else "nothing imported")
+                raise CommandError(f"{exc}; {done}") from None
             reader.finish(f"the {written} records before it were imported: import the whole "
                           f"file (a rerun rewrites them, adding none)")
     note = f" ({queued} queued: applied when the store is back)" if queued else ""
