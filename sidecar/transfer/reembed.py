@@ -47,7 +47,7 @@ import anyio.to_thread
 import msgspec
 from loguru import logger
 
-from sidecar import errors
+from sidecar import contract, errors
 from sidecar.config import CollectionName, Config, EmbeddingConfig
 from sidecar.domain import continuity, lexical, payloads
 from sidecar.domain.filters import Filter, Match, MatchAny
@@ -84,7 +84,7 @@ class Job(msgspec.Struct, rename="camel"):
     base_url: str | None
     source: CollectionName
     target: CollectionName
-    started_at: int
+    started_at: contract.Millis  # the doctor prints it as a date
     drop_old: bool = False
 
 
