@@ -35,8 +35,10 @@ from its payload as JSON. Ids and payloads are copied unchanged.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,7 +114,7 @@ def load_state(config: Config, base: str) -> SavedState:
     """The saved state for ``base``, the collection as configured (a fresh one when there is
     none, or when the file is about another collection)."""
     try:
-        state = msgspec.json.decode(state_path(config).read_bytes(), type=SavedState)
+        state = msgspec.json.decode(_read_regular(state_path(config)), type=SavedState)
     except FileNotFoundError:
         return SavedState(base=base)
     except (OSError, msgspec.DecodeError) as exc:
@@ -123,6 +125,15 @@ def load_state(config: Config, base: str) -> SavedState:
     if state.base != base:
         return SavedState(base=base)
     return state
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of the regular file at ``path``; a FIFO there (opened without waiting for a
+    writer) or a directory is an ``OSError``, not a wait for ever."""
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            raise OSError("not a regular file")
+        return stream.read()
 
 
 def save_state(config: Config, state: SavedState) -> None:
