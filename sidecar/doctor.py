@@ -203,7 +203,7 @@ def _check_reembed(config: Config, status: dict[str, Any] | None,
 
 
 def _size(path: Path) -> str:
-    if not path.is_dir():
+    if path.is_symlink() or not path.is_dir():  # a link leads out of the data directory
         return ""
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return f" ({files.mib(size)} on disk)"
