@@ -243,15 +243,17 @@ def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BA
                 with contextlib.suppress(CommandError, OSError):
                     while sent:
                         settle_one()
-                done = (f"{written} records were imported before it stopped: import the whole "
-                        f"file (a rerun rewrites them, adding none)" if written
-                        else "nothing imported")
-                raise CommandError(f"{exc}; {done}") from None
-            reader.finish(f"the {written} records before it were imported: import the whole "
-                          f"file (a rerun rewrites them, adding none)")
+                raise CommandError(f"{exc}; {_imported(written)}") from None
+            reader.finish(_imported(written))
     note = f" ({queued} queued: applied when the store is back)" if queued else ""
     print(f"memoryd: imported {written} records{note}", file=sys.stderr)
     return 0
+
+
+def _imported(written: int) -> str:
+    """What an import that stopped while sending left in memoryd."""
+    return (f"{written} records were imported before it stopped: import the whole file (a "
+            f"rerun rewrites them, adding none)" if written else "nothing imported")
 
 
 def _regular(stream: IO[bytes]) -> bool:

@@ -286,8 +286,8 @@ def test_an_export_cut_short_or_with_a_bad_late_line_imports_nothing(
     cut = (header + b"".join(records[:4])).decode()
     done = cli(target, "import", "-", "--batch", "1", input=cut)
     assert done.returncode == 1
-    assert ("cut short (copy it again); the 4 records before it were imported: import the "
-            "whole file") in done.stderr, done.stderr
+    assert ("cut short (copy it again); 4 records were imported before it stopped: import "
+            "the whole file") in done.stderr, done.stderr
     # and the whole file, from a pipe too, goes in
     done = cli(target, "import", "-", input=b"".join(lines).decode())
     assert done.returncode == 0, done.stderr
