@@ -21,9 +21,9 @@ from msgspec import Meta
 PositiveInt = Annotated[int, Meta(ge=1)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
 # A collection's name is also a directory under the embedded store's data dir: no separator,
-# no NUL, not "." or ".." (Qdrant's own rule forbids more; this is what keeps paths inside).
+# no control character, not "." or ".." (what keeps paths inside it; Qdrant forbids more).
 CollectionName = Annotated[str, Meta(min_length=1, max_length=255,
-                                     pattern=r"^(?!\.\.?$)[^/\\\x00]+$")]
+                                     pattern=r"^(?!\.\.?\Z)[^/\\\x00-\x1f]+\Z")]
 Uid = Annotated[int, Meta(ge=0)]
 
 SECRET_KEYS = frozenset({"api_key", "qdrant_api_key"})

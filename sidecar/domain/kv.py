@@ -35,7 +35,7 @@ from sidecar.store.base import PayloadIndex, Point, Record
 KV_ROOT = uuid.uuid5(uuid.NAMESPACE_URL, "memoryd:kv")
 COLLECTION_SUFFIX = "-cache"
 # A namespace is a directory name for the embedded engine: no separators, dots only inside.
-_NAMESPACE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$")
+_NAMESPACE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?")
 MAX_KEY_BYTES = 1024
 HASH_BITS = 48
 DIMENSION = 1  # of a kv collection memoryd creates
@@ -52,7 +52,7 @@ _encoder = msgspec.json.Encoder()
 
 def collection_for(namespace: str, path: str = "$.namespace") -> str:
     """The collection of ``namespace``, or ``validation`` when the name is unsafe."""
-    if not _NAMESPACE.match(namespace) or ".." in namespace:
+    if not _NAMESPACE.fullmatch(namespace) or ".." in namespace:  # ($ would pass "ns\n")
         raise errors.ValidationError.at(
             path, "a kv namespace is 1-64 characters of letters, digits, `_`, `-` and `.`, "
                   "starting with a letter or digit, without `..` and not ending with `.`")

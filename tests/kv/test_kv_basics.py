@@ -82,7 +82,7 @@ def test_key_must_be_a_string(kvd: Rpc) -> None:
 
 @pytest.mark.parametrize("namespace", [
     "", "../evil", "a/b", "a\\b", ".hidden", "a..b", "trailing.", "x" * 65, "sp ace", "nul\0",
-    "é", "-dash",
+    "é", "-dash", "newline\n",
 ])
 def test_unsafe_namespaces_are_refused(kvd: Rpc, namespace: str) -> None:
     for method, params in [("kv.set", {"key": "k", "value": 1}), ("kv.get", {"key": "k"}),

@@ -275,3 +275,12 @@ def test_reembed_state_naming_a_path_outside_is_refused(short_tmp: Path) -> None
     assert "reembed.json is unreadable" in failed["params"]["error"]["message"]
     assert "$.old[0]" in failed["params"]["error"]["message"]
     assert (victim / "keep").exists()
+
+
+def test_collection_name_refuses_control_characters(short_tmp: Path) -> None:
+    # (a pattern's $ would also match before a final newline)
+    config = short_tmp / "memoryd.toml"
+    config.write_text('collection = "memories\\n"\n')
+    proc = _serve_once(short_tmp, "--config", str(config))
+    assert proc.returncode == 2
+    assert b"collection" in proc.stdout.splitlines()[0]
