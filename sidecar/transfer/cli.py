@@ -171,7 +171,10 @@ def _output(out: str) -> Iterator[IO[bytes]]:
             yield stream
         return
     partial = final.with_name(final.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # memories: private
+    # a new file, 0600 (memories are private): one left there keeps its own mode, and a
+    # symlink there would lead the export elsewhere (and be renamed to FILE)
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as stream:
             yield stream
