@@ -192,18 +192,19 @@ def import_(socket_path: Path, source: str, *, json_lines: bool, batch: int = BA
     """Check the header against the running memoryd and, in a regular file, every line as
     memoryd will (``_Reader``) before sending any; then send the records in batches."""
     with _input(source) as stream, Connection(socket_path) as conn:
+        regular = _regular(stream)
+        start = stream.tell() if regular else 0  # stdin may stand past a file's start
         lines = _lines(stream)
         header = _header(next(lines, None))
         description = conn.call("transfer.describe", {}, rec.Description)
         check_compatible(header, description)
-        regular = _regular(stream)
         if regular:  # read twice: a bad line anywhere and nothing is written
             reader = _Reader(header, description)
             for number, line in lines:
                 reader.record(number, line)
             reader.finish("nothing imported")
             check_compatible(reader.observed(header), description)
-            stream.seek(0)
+            stream.seek(start)
             lines = _lines(stream)
             next(lines)
         reader = _Reader(header, description, check=not regular)  # checked once is enough

@@ -199,3 +199,21 @@ def test_a_file_changed_between_the_readings_says_what_went_in(
         assert f"{imported} records were imported before it stopped" in text, text
         assert counts(server)["memories"] == before + imported
         assert server.call("memory.get", {"id": records[-1]["id"]})["result"] is None
+
+
+def test_stdin_a_file_read_from_where_it_stands(memoryd: Memoryd, short_tmp: Path) -> None:
+    """`memoryd import - < file` after something read the start of the file (here the shell's
+    `read` of one line): both readings start where stdin stood. Before: the second started at
+    byte 0, took the line before the export for its header and the header for a record."""
+    server = memoryd
+    path = short_tmp / "x.jsonl"
+    path.write_bytes(b"a line before the export\n" + export(
+        [space("memories", 2, DIM)], [memory(0), memory(1)]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORYD_")}
+    with path.open("rb") as stdin:
+        done = subprocess.run(
+            ["bash", "-c", 'IFS= read -r _; exec "$0" -m sidecar import - --socket "$1"',
+             sys.executable, str(server.socket)], stdin=stdin, capture_output=True, text=True,
+            timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert counts(server) == {"memories": 2}
