@@ -558,7 +558,9 @@ _BOUNDS = {">=": "at least", "<=": "at most", ">": "greater than", "<": "less th
 # (a Struct's own ``__post_init__`` rule) are sentences already and are kept as they are.
 _RULES: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"Expected `str` matching regex '(?P<re>.*)'"),
-     lambda m, path, t: _PATTERN_NAMES.get(m["re"], "has the wrong format")),
+     # (msgspec's message doubles each backslash of the pattern)
+     lambda m, path, t: _PATTERN_NAMES.get(m["re"].replace("\\\\", "\\"),
+                                           "has the wrong format")),
     (re.compile(r"Expected `(?P<kind>\w+)` of length (?P<op>[<>]=) (?P<n>\d+)"),
      lambda m, path, t: _length(m["kind"], m["op"], m["n"])),
     (re.compile(r"Expected `[\w |]+` (?P<op>[<>]=?) (?P<n>\S+)"),
