@@ -346,8 +346,9 @@ def bench_inprocess(data: Data, count: int, args: argparse.Namespace, root: Path
 
 def list_newest(shard: Any) -> None:
     """The store calls memoryd's ``memory.list`` makes for the newest 100: one ordered scroll,
-    then the ids of the whole group of the last createdAt (count + ids-only scroll) so ties
-    order by id, then the payloads of the kept ids the first scroll did not return."""
+    then the ids of the whole group of the last createdAt (an ids-only scroll of up to 1,024,
+    counted only when it fills) so ties order by id, then the payloads of the kept ids the
+    first scroll did not return."""
     base = queries.list_filter(NAMESPACE, now=int(time.time() * 1000))
     order = qe.OrderBy("createdAt", qe.Direction.Desc)
     page, _ = shard.scroll(qe.ScrollRequest(limit=100, filter=to_edge(
@@ -356,8 +357,11 @@ def list_newest(shard: Any) -> None:
         last = page[-1].payload["createdAt"]
         higher = sum(1 for p in page if p.payload["createdAt"] > last)
         ties = to_edge(queries.created_at_window(base, exactly=last))
-        total = shard.count(qe.CountRequest(exact=True, filter=ties))
-        group, _ = shard.scroll(qe.ScrollRequest(limit=total, filter=ties, with_payload=False))
+        group, _ = shard.scroll(qe.ScrollRequest(limit=1024, filter=ties, with_payload=False))
+        if len(group) == 1024:
+            total = shard.count(qe.CountRequest(exact=True, filter=ties))
+            group, _ = shard.scroll(qe.ScrollRequest(limit=total, filter=ties,
+                                                     with_payload=False))
         kept = sorted((str(p.id) for p in group), reverse=True)[:100 - higher]
         known = {str(p.id) for p in page}
         missing = [i for i in kept if i not in known]
