@@ -27,9 +27,9 @@ from sidecar.transfer.progress import Progress
 
 T = TypeVar("T")
 
-# A file line may be at most this long: a record memoryd accepts (a vector of 65,536
-# components, a kv value of kv_max_value_bytes) fits with room to spare.
-MAX_LINE = 8 * 1024 * 1024
+# A file line may be at most this long: memoryd's default max_line_bytes, so a record that
+# came in one request line (a memory's content, a kv value of kv_max_value_bytes) fits.
+MAX_LINE = 16 * 1024 * 1024
 # Records of one transfer.import call: at most this many, and about this many bytes (a
 # request line must stay well inside memoryd's max_line_bytes).
 BATCH = 256

@@ -269,7 +269,7 @@ def test_bad_lines_are_named_by_their_number(memoryd_factory: Any, short_tmp: Pa
     assert "line 3 is not JSON" in attempt(header, first, b"{not json")
     wrong = attempt(header, first, msgspec.json.encode({**record, "vector": "x"}))
     assert "line 3 is not an export record" in wrong and "$.vector" in wrong
-    assert "line 2 is longer than 8388608 bytes" in attempt(header, b"x" * (9 << 20))
+    assert "line 2 is longer than 16777216 bytes" in attempt(header, b"x" * (17 << 20))
     # a record memoryd would refuse (its vector is not of the space's dimension) is named by
     # its line before anything is sent
     short = attempt(header, first, b"", msgspec.json.encode({**record, "vector": [1.0] * 3}))

@@ -217,3 +217,19 @@ def test_stdin_a_file_read_from_where_it_stands(memoryd: Memoryd, short_tmp: Pat
             timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert counts(server) == {"memories": 2}
+
+
+def test_a_memory_longer_than_8_mib_comes_back(memoryd_factory: Any, short_tmp: Path) -> None:
+    """memory.save takes a request line up to max_line_bytes (16 MiB): its export line comes
+    back in. Before: `line 2 is longer than 8388608 bytes: not a record memoryd exported`."""
+    source = memoryd_factory(root=short_tmp / "a", env=MOCK)
+    content = " ".join(f"w{i % 5000}" for i in range(1_500_000))  # 8.3 MiB
+    with source.connect() as c:
+        memory_id = c.result("memory.save", {"category": "fact", "content": content})["id"]
+    path = short_tmp / "big.jsonl"
+    assert cli(source.socket, "export", "--out", str(path)).returncode == 0
+    assert max(map(len, path.read_bytes().splitlines())) > 8 * 1024 * 1024
+    target = memoryd_factory(root=short_tmp / "b", env=MOCK)
+    done = cli(target.socket, "import", str(path))
+    assert done.returncode == 0, done.stderr
+    assert target.call("memory.get", {"id": memory_id})["result"]["content"] == content
