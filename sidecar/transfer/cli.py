@@ -461,6 +461,15 @@ def check_compatible(header: rec.Header, target: rec.Description) -> None:
     for space in header.spaces:
         if space.count == 0 or space.dimension is None:
             continue
+        try:  # the model sent with its records, checked as memoryd will
+            rec.check_model(msgspec.convert(msgspec.to_builtins(rec.model_of(space.model)),
+                                            rec.ImportModel | None), space.dimension)
+        except msgspec.ValidationError as exc:
+            raise CommandError(f"nothing imported: the header's {space.space} model: {exc}"
+                               ) from None
+        except errors.ValidationError as exc:
+            raise CommandError(f"nothing imported: the header's {space.space} {exc.message}"
+                               ) from None
         there = existing.get(space.space)
         is_kv = space.space != rec.MEMORIES
         if is_kv and there is None:

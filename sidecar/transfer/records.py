@@ -146,6 +146,15 @@ def namespace_of(space: str, path: str = "$.space") -> str | None:
     return namespace
 
 
+def check_model(model: ImportModel | None, dimension: int) -> None:
+    """An import's ``model`` must be of its records' dimension, or the guard would record a
+    model whose vectors the collection cannot hold."""
+    if model is not None and model.dimension != dimension:
+        raise errors.ValidationError.at(
+            "$.model.dimension", f"model.dimension is {model.dimension} but the records' "
+                                 f"vectors have {dimension} dimensions")
+
+
 def model_of(record: ModelRecord | None) -> ImportModel | None:
     """The ``model`` an import of a space sends, from its export header."""
     if record is None:

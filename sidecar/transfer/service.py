@@ -115,11 +115,7 @@ async def import_records(app: App, params: rec.ImportParams) -> dict[str, int | 
         return {"written": 0, "queued": False}
     dimension = len(params.records[0].vector)
     namespace = rec.namespace_of(params.space)
-    if params.model is not None and params.model.dimension != dimension:
-        # else the guard would record a model whose vectors the collection cannot hold
-        raise errors.ValidationError.at(
-            "$.model.dimension", f"model.dimension is {params.model.dimension} but the "
-                                 f"records' vectors have {dimension} dimensions")
+    rec.check_model(params.model, dimension)
     # every record is checked before anything is created or recorded (a collection, a kv
     # namespace, the guard's model)
     points = rec.checked_points(params.space, params.records, dimension,

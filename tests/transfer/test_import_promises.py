@@ -79,12 +79,14 @@ def test_a_file_the_checking_pass_lets_through_memoryd_takes_whole(
     after the batches before it were written (and the message said nothing of them): an id
     with a trailing newline (`$` in the UUID pattern), a header written while a space was
     empty (dimension null: each record checked against its own length), kv namespaces the
-    header counts 0 of (the namespace cap and the kv dimension skipped)."""
+    header counts 0 of (the namespace cap and the kv dimension skipped), a header model whose
+    dimension is not its vectors' (after a kv space before it)."""
     server = memoryd_factory(env={**MOCK, "MEMORYD_KV_MAX_NAMESPACES": "1"})
     newline_id = memory(9)
     newline_id["id"] += "\n"
     eight = memory(9)
     eight["vector"] = [0.1] * 8
+    lying = {"provider": "legacy-mock", "model": "mock-embedding", "dimension": 8}
     cases = [
         ([space("memories", 4, DIM)], [memory(0), memory(1), memory(2), newline_id],
          "line 5 is not an export record: Expected `str` matching regex"),
@@ -95,6 +97,10 @@ def test_a_file_the_checking_pass_lets_through_memoryd_takes_whole(
          "nothing imported: the file has 2 kv namespaces this memoryd does not have"),
         ([space("memories", 1, DIM), space("kv:c", 0, None)], [memory(0), foreign("kv:c", 2)],
          "nothing imported: the export's kv:c vectors have 2 dimensions, this memoryd's have 1"),
+        ([space("kv:a", 1, 1), {**space("memories", 1, DIM), "model": lying}],
+         [foreign("kv:a"), memory(0)],
+         "nothing imported: the header's memories model.dimension is 8 but the records' "
+         "vectors have 384 dimensions"),
     ]
     path = short_tmp / "x.jsonl"
     for spaces, records, expected in cases:
