@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,52 @@ class ListFlood:
                     kind = reply["error"]["data"]["kind"] if "error" in reply else "ok"
                     with self._lock:
                         self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+
+@contextlib.contextmanager
+def proxy(upstream: Path, path: Path, method: str, on_first: Callable[[], None]
+          ) -> Iterator[None]:
+    """A socket at ``path`` passing one connection through to ``upstream``; the first request
+    naming ``method`` (sent whole, as memoryd's CLIs send each) is passed on only once
+    ``on_first`` has returned (the test changes the world meanwhile)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    threads: list[threading.Thread] = []
+    opened: list[socket.socket] = []
+
+    def up(client: socket.socket, server: socket.socket) -> None:
+        held = True
+        with contextlib.suppress(OSError):  # the command may exit before the end
+            while chunk := client.recv(1 << 16):
+                if held and b'"%s"' % method.encode() in chunk:
+                    on_first()
+                    held = False
+                server.sendall(chunk)
+            server.shutdown(socket.SHUT_WR)
+
+    def down(client: socket.socket, server: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := server.recv(1 << 16):
+                client.sendall(chunk)
+            client.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        client, _ = listener.accept()
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.connect(str(upstream))
+        opened.extend((client, server))
+        for target in (up, down):
+            threads.append(threading.Thread(target=target, args=(client, server), daemon=True))
+            threads[-1].start()
+
+    acceptor = threading.Thread(target=serve, daemon=True)
+    acceptor.start()
+    try:
+        yield
+    finally:
+        listener.close()
+        for thread in [acceptor, *threads]:
+            thread.join(timeout=30)
+        for sock in opened:
+            sock.close()

@@ -13,6 +13,7 @@ import re
 import socket
 import stat
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,11 +171,10 @@ def _output(out: str) -> Iterator[IO[bytes]]:
         with open(final, "wb") as stream:
             yield stream
         return
-    partial = final.with_name(final.name + ".partial")
-    # a new file, 0600 (memories are private): one left there keeps its own mode, and a
-    # symlink there would lead the export elsewhere (and be renamed to FILE)
-    partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # a new file of its own, 0600 (memories are private): never one left or planted there
+    # (its mode, a symlink's target), nor that of another export to the same name
+    fd, name = tempfile.mkstemp(prefix=final.name + ".", suffix=".partial", dir=final.parent)
+    partial = Path(name)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as stream:
             yield stream

@@ -7,20 +7,16 @@ batch sent is answered.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import subprocess
 import sys
-import threading
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from tests.support import Memoryd
+from tests.support import Memoryd, proxy
 
 MOCK = {"MEMORYD_EMBEDDING__PROVIDER": "legacy-mock"}  # embeds offline with 384 dimensions
 DIM = 384
@@ -123,53 +119,6 @@ def test_a_stream_stopped_by_a_bad_line_says_how_many_went_in(memoryd: Memoryd) 
     assert counts(server) == {"memories": 4}  # all answered before the command ended
 
 
-@contextlib.contextmanager
-def proxy(upstream: Path, path: Path, on_first_import: Callable[[], None]) -> Iterator[None]:
-    """A socket at ``path`` passing one connection through to ``upstream``; the first
-    transfer.import request waits for ``on_first_import`` (the file changes meanwhile)."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(1)
-    threads: list[threading.Thread] = []
-    opened: list[socket.socket] = []
-
-    def up(client: socket.socket, server: socket.socket) -> None:
-        held = True
-        with contextlib.suppress(OSError):  # the command may exit before the end
-            while chunk := client.recv(1 << 16):
-                if held and b'"transfer.import"' in chunk:  # sent whole, after describe's
-                    on_first_import()
-                    held = False
-                server.sendall(chunk)
-            server.shutdown(socket.SHUT_WR)
-
-    def down(client: socket.socket, server: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := server.recv(1 << 16):
-                client.sendall(chunk)
-            client.shutdown(socket.SHUT_WR)
-
-    def serve() -> None:
-        client, _ = listener.accept()
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.connect(str(upstream))
-        opened.extend((client, server))
-        for target in (up, down):
-            threads.append(threading.Thread(target=target, args=(client, server), daemon=True))
-            threads[-1].start()
-
-    acceptor = threading.Thread(target=serve, daemon=True)
-    acceptor.start()
-    try:
-        yield
-    finally:
-        listener.close()
-        for thread in [acceptor, *threads]:
-            thread.join(timeout=30)
-        for sock in opened:
-            sock.close()
-
-
 def test_a_file_changed_between_the_readings_says_what_went_in(
         memoryd_factory: Any, short_tmp: Path) -> None:
     """A regular file is checked, then read again to send: one changed meanwhile (a record
@@ -198,7 +147,7 @@ def test_a_file_changed_between_the_readings_says_what_went_in(
         path.write_bytes(export([space("memories", 30, DIM)], records))
         before = counts(server).get("memories", 0)
         via.unlink(missing_ok=True)
-        with proxy(server.socket, via, change):
+        with proxy(server.socket, via, "transfer.import", change):
             done = cli(via, "import", str(path), "--batch", "1")
         text = message(done)
         assert all(part in text for part in said), text
