@@ -1,0 +1,198 @@
+"""EdgeStore's pipes to its worker under stress: hundreds of concurrent calls, callers
+cancelled at any point, frames larger than the pipe many times over, the worker stopped and
+killed mid-reply. Each caller gets its own answer or an error; nothing leaks."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import psutil
+import pytest
+
+from sidecar import errors
+from sidecar.domain.filters import Filter, Match
+from sidecar.store.base import PayloadIndex, Point
+from sidecar.store.edge import EdgeStore
+
+pytestmark = pytest.mark.anyio
+
+INDEXES = (PayloadIndex("k", "keyword"),)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def pid(n: int) -> str:
+    return str(uuid.UUID(int=n + 1))
+
+
+def fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture
+async def edge(tmp_path: Path) -> AsyncIterator[EdgeStore]:
+    store = EdgeStore(tmp_path / "edge" / "agent_memory")
+    await store.open()
+    await store.ensure_collection(4, INDEXES)
+    yield store
+    await store.close()
+
+
+async def poll(condition: Callable[[], bool]) -> None:
+    """Let the event loop run (the pipes' callbacks) until ``condition()`` holds, bounded.
+    The condition is the worker's own state: no event to wait on."""
+    with anyio.fail_after(30):
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(0.001)
+
+
+async def test_hundreds_of_concurrent_calls_each_get_their_own_answer(edge: EdgeStore) -> None:
+    n = 300
+    await edge.upsert([Point(pid(i), [1.0, float(i % 7), 0, 0], {"k": f"q{i}", "n": i})
+                       for i in range(n)])
+    rng = random.Random(7)
+    answers: dict[tuple[str, int], object] = {}
+
+    async def search(i: int, scope: anyio.CancelScope) -> None:
+        with scope:
+            [hit] = await edge.search([rng.random(), 1.0, 0, 0], filter=Filter(
+                must=(Match("k", f"q{i}"),)), limit=5)
+            answers["search", i] = hit.id, hit.payload["n"]
+
+    async def retrieve(i: int, scope: anyio.CancelScope) -> None:
+        with scope:
+            [record] = await edge.retrieve([pid(i)])
+            answers["retrieve", i] = record.id, record.payload["n"]
+
+    for _ in range(3):
+        answers.clear()
+        scopes = [anyio.CancelScope() for _ in range(2 * n)]
+        cancelled: set[int] = set()
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(search, i, scopes[i])
+                tg.start_soon(retrieve, i, scopes[n + i])
+            # cancel a third of them, some before they send, some while they wait
+            for step in range(3):
+                for j in rng.sample(range(2 * n), n // 5):
+                    scopes[j].cancel()
+                    cancelled.add(j)
+                for _ in range(step):
+                    await anyio.lowlevel.checkpoint()
+        for i in range(n):
+            for kind, j in (("search", i), ("retrieve", n + i)):
+                if (kind, i) in answers:
+                    assert answers[kind, i] == (pid(i), i)
+                else:
+                    assert j in cancelled
+        assert len(answers) >= 2 * n - len(cancelled)
+    assert await edge.count(Filter(must=(Match("k", "q5"),))) == 1
+
+
+async def test_sigkill_mid_reply_fails_every_pending_call_and_leaks_nothing(
+        edge: EdgeStore) -> None:
+    pad = "p" * 400_000
+    await edge.upsert([Point(pid(i), [1.0, 0, 0, 0], {"k": "a", "pad": pad}) for i in range(40)])
+    before = fds()
+    me = psutil.Process()
+    for _ in range(4):
+        worker = edge._worker
+        assert worker is not None and edge.worker_pid is not None
+        outcomes: list[object] = []
+
+        async def scroll(outcomes: list[object] = outcomes) -> None:
+            try:
+                outcomes.append(len(await edge.scroll(filter=None, limit=40)))
+            except errors.BackendUnavailable as exc:
+                outcomes.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(scroll)
+            # a reply (16 MB) is partly read: kill the worker in the middle of it
+            await poll(lambda w=worker: len(w.buffer) > 0)
+            os.kill(worker.process.pid, signal.SIGKILL)
+        assert len(outcomes) == 10
+        # killed while the first reply was half read: none was answered
+        assert all(isinstance(o, errors.BackendUnavailable) for o in outcomes), outcomes
+        assert await edge.count(None) == 40  # a new worker, the same data
+        assert not worker.pending and worker.to_worker == worker.from_worker == -1
+        assert fds() == before
+        assert [c.pid for c in me.children()] == [edge.worker_pid]
+    assert edge.restarts == 4
+
+
+async def test_a_100_mb_frame_to_a_stopped_worker_blocks_nothing(edge: EdgeStore) -> None:
+    """The worker is stopped: a 100 MB upsert and the calls behind it wait in memoryd's
+    queue (the event loop keeps running), callers leave; once it continues every frame
+    arrives whole and in order."""
+    pad = "x" * (1 << 20)
+    big = [Point(pid(1000 + i), [1.0, 0, 0, 0], {"k": "big", "pad": pad}) for i in range(100)]
+    await edge.upsert([Point(pid(i), [1.0, 0, 0, 0], {"k": f"q{i}"}) for i in range(20)])
+    worker = edge.worker_pid
+    assert worker is not None
+    counts: dict[int, int] = {}
+
+    async def count(i: int) -> None:
+        counts[i] = await edge.count(Filter(must=(Match("k", f"q{i}"),)))
+
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        with anyio.CancelScope() as leave:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(edge.upsert, big)
+                for i in range(20):
+                    tg.start_soon(count, i)
+                await anyio.wait_all_tasks_blocked()  # the loop runs: nothing blocks on the pipe
+                leave.cancel()
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(count, i)
+            await anyio.wait_all_tasks_blocked()
+            os.kill(worker, signal.SIGCONT)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert counts == dict.fromkeys(range(20), 1)
+    assert await edge.count(Filter(must=(Match("k", "big"),))) == 100
+    [record] = await edge.retrieve([pid(1099)])
+    assert record.payload == {"k": "big", "pad": pad}
+    assert edge.worker_pid == worker
+
+
+async def test_a_worker_killed_while_a_frame_is_half_written_gets_none_of_it(
+        edge: EdgeStore) -> None:
+    """Killed with half a 100 MB frame in its pipe: the caller fails, the frame never reaches
+    the next worker (nothing of it applied) and the calls after it work."""
+    pad = "y" * (1 << 20)
+    big = [Point(pid(1000 + i), [1.0, 0, 0, 0], {"k": "big", "pad": pad}) for i in range(100)]
+    worker = edge._worker
+    assert worker is not None
+    os.kill(worker.process.pid, signal.SIGSTOP)
+    outcome: list[BaseException] = []
+
+    async def upsert() -> None:
+        try:
+            await edge.upsert(big)
+        except errors.BackendUnavailable as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(upsert)
+        await anyio.wait_all_tasks_blocked()
+        assert worker.unsent  # the rest of the frame waits for the pipe
+        os.kill(worker.process.pid, signal.SIGKILL)
+    [failure] = outcome
+    assert "SIGKILL" in failure.message
+    assert await edge.count(None) == 0
+    assert edge.worker_pid not in (None, worker.process.pid)
+    await edge.upsert(big[:2])
+    assert await edge.count(Filter(must=(Match("k", "big"),))) == 2
