@@ -116,7 +116,7 @@ def within_bytes(entries: list[Any], cap: int) -> list[Any]:
     """The longest start of ``entries`` whose JSON stays within ``cap`` bytes, and at least
     the first (it came in one request line, so it is not much longer than ``cap``). A page cut
     short is continued like any other, from its last entry (``before``)."""
-    size = 0
+    size = 1  # the brackets, less the last entry's comma
     for count, entry in enumerate(entries):
         size += len(_JSON.encode(entry)) + 1  # its comma
         if size > cap and count:

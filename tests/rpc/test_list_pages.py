@@ -76,3 +76,26 @@ def test_a_createdat_group_larger_than_one_scroll_lists_in_id_order(
             params = {**params, "before": {"createdAt": page[-1]["createdAt"],
                                            "id": page[-1]["id"]}}
         assert seen == ids
+
+
+def test_a_page_exactly_one_byte_over_the_cap_is_cut(memoryd_factory: Any) -> None:
+    """Two entries whose JSON array is the cap plus one byte (their lengths, a comma and two
+    brackets): the page holds only the first."""
+    server = memoryd_factory(env={**NO_MODEL, "MEMORYD_MAX_LINE_BYTES": str(CAP)})
+    with server.connect() as client:
+        def saved_length(content: str) -> tuple[str, int]:
+            entry = client.result("memory.save", {"category": "fact", "content": content,
+                                                  "vector": V, "namespace": "edge"})
+            [listed] = [e for e in client.result("memory.list", {"namespace": "edge"})
+                        if e["id"] == entry["id"]]
+            return entry["id"], len(msgspec.json.encode(listed))
+
+        first_id, first = saved_length("a" * 3000)
+        probe, probe_length = saved_length("b" * 10)
+        client.result("memory.delete", {"id": probe})
+        second_id, second = saved_length("b" * (10 + CAP - first - 2 - probe_length))
+        assert first + second + 3 == CAP + 1
+        page = client.result("memory.list", {"namespace": "edge", "limit": 10})
+        assert len(page) == 1  # one alone: both would be CAP + 1 bytes
+        assert page[0]["id"] in (first_id, second_id)
+        assert len(msgspec.json.encode(page)) <= CAP
