@@ -4,12 +4,16 @@ reads back to themselves, nothing else; check_ids' answers are uuid.UUID's."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar import errors
+from sidecar.store.base import PayloadIndex, Point
+from sidecar.store.edge import EdgeStore
 from sidecar.store.shared import _CANONICAL, check_ids
 
 HEX = "0123456789abcdefABCDEF"
@@ -63,12 +67,47 @@ def test_the_regex_accepts_exactly_uuids_canonical_form(value: str) -> None:
 
 
 @given(candidates)
-def test_check_ids_answers_as_uuid_did(value: str) -> None:
-    if uuid_reads(value):
+def test_check_ids_passes_nothing_uuid_refuses(value: str) -> None:
+    try:
         check_ids([value])
-    else:
-        with pytest.raises(errors.ValidationError):
-            check_ids([value])
+    except errors.ValidationError:
+        return
+    assert uuid_reads(value)
+
+
+C = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+SIMPLE = C.replace("-", "")
+# uuid.UUID reads all of these (it drops every hyphen, braces and "urn:"/"uuid:" and hands the
+# rest to int(), which takes whitespace, a sign, underscores and any Unicode digit); the
+# engine parses only the first four forms
+ODD = [C.upper(), SIMPLE.upper(), "{" + C + "}", "urn:uuid:" + C,
+       "{" + SIMPLE + "}", "6ba7-b810" + C[9:], " " + SIMPLE[1:], "+" + SIMPLE[1:],
+       SIMPLE[:4] + "_" + SIMPLE[4:-1], "urn:uuid:{" + C + "}", "uuid:" + C, "١" + C[1:],
+       "０" + C[1:]]
+
+
+def test_an_id_check_ids_passes_is_one_the_engine_parses(tmp_path: Path) -> None:
+    """Each of these is refused as the caller's mistake (validation) or stored: never handed
+    to the engine to refuse (an internal error)."""
+    assert all(uuid_reads(v) for v in ODD)
+
+    async def main() -> list[str]:
+        store = EdgeStore(tmp_path / "edge" / "agent_memory")
+        await store.open()
+        outcomes = []
+        try:
+            await store.ensure_collection(4, [PayloadIndex("k", "keyword")])
+            for value in ODD:
+                try:
+                    await store.upsert([Point(value, [1.0, 0, 0, 0], {"k": "a"})])
+                    outcomes.append("stored")
+                except errors.ValidationError:
+                    outcomes.append("refused")
+        finally:
+            await store.close()
+        return outcomes
+
+    assert anyio.run(main) == ["stored"] * 4 + ["refused"] * (len(ODD) - 4)
 
 
 @pytest.mark.parametrize("value", [
