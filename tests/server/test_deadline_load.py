@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import threading
 import time
 from typing import Any
@@ -159,6 +160,14 @@ def mixed(i: int) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": i, "method": "memory.search", "params": params}
 
 
+def hello_or_held(i: int) -> dict[str, Any]:
+    """system.hello, or (one in 100) a search the embedder holds past its 50 ms."""
+    if i % 100 == 0:
+        return {"jsonrpc": "2.0", "id": i, "method": "memory.search",
+                "params": {"query": "hold", "timeoutMs": 50}}
+    return {"jsonrpc": "2.0", "id": i, "method": "system.hello"}
+
+
 def check(i: int, reply: dict[str, Any]) -> None:
     assert reply["id"] == i, reply
     params = mixed(i)["params"]
@@ -304,4 +313,41 @@ def test_shutdown_with_requests_in_flight_answers_them_and_exits(
                 check(r["id"], r)
             assert c.read_line() is None  # then closed
         assert server.proc.wait(timeout=30) == 0
+        held.release()
+
+
+def test_a_client_that_reads_late_or_half_closes_gets_every_reply_once(
+        memoryd_factory: Any) -> None:
+    """4 in flight at most per connection. One client writes 3,000 requests and reads
+    nothing until memoryd has stopped reading it (its unread replies, then its lines, fill
+    up), then reads all; another writes 2,000 and half-closes at once: each id is answered
+    once, then the half-closed connection is closed."""
+    held = HeldEmbeddings()
+    with held.service:
+        server = start(memoryd_factory, held, MEMORYD_MAX_CONNECTION_IN_FLIGHT="4")
+        with server.connect() as late, server.connect() as half, server.connect() as admin:
+            stats = {"jsonrpc": "2.0", "method": "system.stats"}
+            lines = b"".join(msgspec.json.encode({**stats, "id": i}) + b"\n"
+                             for i in range(3000))
+            sender = threading.Thread(target=late.send_raw, args=(lines,))
+            sender.start()
+            limit = time.monotonic() + 30
+            while admin.result("system.stats")["connectionsPaused"] == 0:
+                assert time.monotonic() < limit, "memoryd never stopped reading the client"
+                time.sleep(0.05)
+            half.send_raw(b"".join(msgspec.json.encode(hello_or_held(i)) + b"\n"
+                                   for i in range(2000)))
+            half.sock.shutdown(socket.SHUT_WR)
+            replies = [late.read() for _ in range(3000)]
+            sender.join(30)
+            assert sorted(r["id"] for r in replies) == list(range(3000))
+            assert all("result" in r for r in replies)
+            late.close()
+            replies = [half.read() for _ in range(2000)]
+            assert sorted(r["id"] for r in replies) == list(range(2000))
+            for r in replies:
+                assert ("result" in r) != (r["id"] % 100 == 0), r
+            assert half.read_line() is None
+            half.close()
+            quiet(admin)
         held.release()
