@@ -5,9 +5,10 @@ The engine holds the GIL for whole calls, so it cannot share memoryd's process; 
 pipelined: each sends a frame with a fresh id and waits for the reply with that id. The pipes
 are driven by the event loop's own callbacks, with no task and no lock: a frame goes to the
 pipe in one non-blocking write (what the pipe does not take yet is written as it drains, so
-a cancelled call never leaves half a frame), and replies are read and handed to their callers
-as they arrive. A call costs its task one suspension (anyio's streams cost four event-loop
-passes a call: a lock and a send that yield, a reader that hands over).
+a cancelled call never leaves half a frame; once a pipe's worth waits, callers wait before
+queueing theirs), and replies are read and handed to their callers as they arrive. A call
+costs its task one suspension (anyio's streams cost four event-loop passes a call: a lock and
+a send that yield, a reader that hands over).
 Each request carries its caller's deadline: a read already past it is not sent, and the worker
 answers one that expired in its queue without running it (``skippedExpired`` in info), so a
 client's flood of tiny timeouts does not occupy the engine. Writes always run.
@@ -103,6 +104,11 @@ class _Worker:
         self.pending: dict[int, _Waiter] = {}
         self.buffer = bytearray()  # the start of a reply not fully read yet
         self.unsent = bytearray()  # frames the pipe has not taken yet
+        # Set while ``unsent`` is under a pipe's worth: a worker that stops reading (stopped,
+        # hung) makes callers wait unqueued, so one that leaves costs nothing; else the queue
+        # grew by every abandoned call for as long as it hung.
+        self.room = asyncio.Event()
+        self.room.set()
         self.eof = False
         self.dead: str | None = None
         self.decoder = msgspec.msgpack.Decoder(wire.RawReply)
@@ -137,6 +143,8 @@ class _Worker:
             raise _NotSent
         if self.unsent:  # frames ahead of it are still going: keep the order
             self.unsent += data
+            if len(self.unsent) >= _PIPE_SIZE:
+                self.room.clear()
             return
         try:
             written = os.write(self.to_worker, data)
@@ -148,6 +156,8 @@ class _Worker:
         if written < len(data):
             self.unsent += memoryview(data)[written:]
             self.loop.add_writer(self.to_worker, self._writable)
+            if len(self.unsent) >= _PIPE_SIZE:
+                self.room.clear()
 
     def _writable(self) -> None:
         try:
@@ -157,6 +167,8 @@ class _Worker:
         except OSError:  # it is gone; its stdout's end tells the waiting calls why
             written = len(self.unsent)
         del self.unsent[:written]
+        if len(self.unsent) < _PIPE_SIZE:
+            self.room.set()
         if not self.unsent:
             self.loop.remove_writer(self.to_worker)
 
@@ -179,6 +191,7 @@ class _Worker:
         if not chunk:
             self.loop.remove_reader(self.from_worker)
             self.eof = True
+            self.room.set()  # those waiting to send learn it is gone
             for waiter in self.pending.values():
                 if not waiter.done():
                     waiter.set_result(None)
@@ -221,6 +234,7 @@ class _Worker:
     def die(self, message: str) -> None:
         if self.dead is None:
             self.dead = message
+        self.room.set()  # those waiting to send learn it is gone
         for waiter in self.pending.values():
             if not waiter.done():
                 waiter.set_exception(errors.BackendUnavailable(message))
@@ -318,6 +332,8 @@ class EdgeStore(Store):
         if wire.expired(request):  # nobody waits for it: not worth the engine's time
             self.answers.skipped_expired += 1
             await _expire(request)
+        while not worker.room.is_set():  # it is not reading: wait here, not in its queue
+            await worker.room.wait()
         worker.send(wire.frame(_ENCODER.encode(request)))
         waiter: _Waiter = worker.loop.create_future()
         worker.pending[request.id] = waiter

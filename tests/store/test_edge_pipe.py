@@ -9,6 +9,7 @@ import random
 import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -196,3 +197,34 @@ async def test_a_worker_killed_while_a_frame_is_half_written_gets_none_of_it(
     assert edge.worker_pid not in (None, worker.process.pid)
     await edge.upsert(big[:2])
     assert await edge.count(Filter(must=(Match("k", "big"),))) == 2
+
+
+async def test_calls_abandoned_to_a_stopped_worker_do_not_pile_up_in_memoryd(
+        tmp_path: Path) -> None:
+    """The worker stopped, callers keep coming and leaving: once the pipe is full their frames
+    wait unqueued (a caller that leaves costs nothing), not in a queue that grows for as long
+    as the worker hangs (it grew by every abandoned search: 8 MB here)."""
+    store = EdgeStore(tmp_path / "edge" / "agent_memory")
+    await store.open()
+    try:
+        await store.ensure_collection(1024, INDEXES)
+        await store.upsert([Point(pid(0), [1.0] * 1024, {"k": "a"})])
+        worker = store._worker
+        assert worker is not None
+        os.kill(worker.process.pid, signal.SIGSTOP)
+        try:
+            for _ in range(40):  # 2,000 searches of ~4 KB
+                with anyio.CancelScope() as leave:
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(50):
+                            tg.start_soon(partial(store.search, [0.5] * 1024, filter=None,
+                                                  limit=1))
+                        await anyio.wait_all_tasks_blocked()
+                        leave.cancel()
+            assert len(worker.unsent) < 2 * (1 << 20)
+        finally:
+            os.kill(worker.process.pid, signal.SIGCONT)
+        [hit] = await store.search([1.0] * 1024, filter=None, limit=1)
+        assert hit.id == pid(0) and store.worker_pid == worker.process.pid
+    finally:
+        await store.close()
