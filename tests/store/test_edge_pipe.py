@@ -228,3 +228,31 @@ async def test_calls_abandoned_to_a_stopped_worker_do_not_pile_up_in_memoryd(
         assert hit.id == pid(0) and store.worker_pid == worker.process.pid
     finally:
         await store.close()
+
+
+async def test_a_caller_that_leaves_in_the_middle_of_its_big_reply(edge: EdgeStore) -> None:
+    """A 100 MB reply half read when its caller is cancelled: the rest is read and dropped,
+    and the replies behind it reach their own callers."""
+    pad = "z" * (1 << 20)
+    await edge.upsert([Point(pid(i), [1.0, 0, 0, 0], {"k": "big", "pad": pad})
+                       for i in range(100)])
+    await edge.upsert([Point(pid(1000), [0, 1.0, 0, 0], {"k": "small"})])
+    worker = edge._worker
+    assert worker is not None
+    after: list[object] = []
+
+    async def behind() -> None:
+        after.append(await edge.count(Filter(must=(Match("k", "small"),))))
+        after.append([r.id for r in await edge.retrieve([pid(1000)])])
+
+    with anyio.CancelScope() as leave:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(edge.scroll, filter=Filter(must=(Match("k", "big"),)),
+                                  limit=100))
+            await anyio.wait_all_tasks_blocked()
+            await poll(lambda: len(worker.buffer) > 0)
+            leave.cancel()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(behind)
+    assert after == [1, [pid(1000)]]
+    assert edge.worker_pid == worker.process.pid and not worker.pending
