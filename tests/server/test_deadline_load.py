@@ -8,7 +8,9 @@ id, no descriptor, no growth."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import socket
 import threading
 import time
@@ -21,6 +23,7 @@ import psutil
 import pytest
 
 from sidecar import deadline, errors
+from tests.resilience.test_outage import memory, vec
 from tests.server.test_concurrency import HeldEmbeddings
 
 # generous: far above any deadline used here, far below a hang
@@ -188,15 +191,21 @@ def unix_sockets(proc: psutil.Process) -> int:
     return len(proc.net_connections("unix"))
 
 
-def quiet(client: Any) -> dict[str, Any]:
-    """system.stats once nothing else is in flight (bounded poll)."""
+def connections(client: Any, count: int) -> dict[str, Any]:
+    """system.stats once ``count`` connections are open and nothing but this request is in
+    flight (bounded poll)."""
     limit = time.monotonic() + 30
     while True:
         stats = client.result("system.stats")
-        if stats["inFlight"] == 1 and stats["connections"] == 1:  # (this one)
+        if stats["inFlight"] == 1 and stats["connections"] == count:
             return stats
         assert time.monotonic() < limit, stats
         time.sleep(0.05)
+
+
+def quiet(client: Any) -> dict[str, Any]:
+    """system.stats once ``client``'s is the only connection and request (bounded poll)."""
+    return connections(client, 1)
 
 
 def test_pipelined_requests_with_mixed_deadlines_each_answered_once(
@@ -248,13 +257,13 @@ def test_clients_that_never_read_or_leave_mid_batch_leave_nothing_behind(
             sockets = unix_sockets(proc)
             for _ in range(3):
                 gone = [server.connect() for _ in range(4)]
+                connections(c, 5)  # memoryd took them all (else "quiet" could come first)
                 for n, g in enumerate(gone):
                     lines = b"".join(msgspec.json.encode(mixed(i)) + b"\n" for i in range(300))
                     g.send_raw(lines + msgspec.json.encode([mixed(i) for i in range(200)])
                                + b"\n")
                     if n % 2 == 0:
                         g.close()  # mid-batch: its requests are in flight
-                held.wait_arrived(4)
                 for g in gone:
                     g.close()
                 quiet(c)
@@ -305,7 +314,7 @@ def test_shutdown_with_requests_in_flight_answers_them_and_exits(
         server = start(memoryd_factory, held)
         with server.connect() as c, server.connect() as admin:
             c.send_raw(b"".join(msgspec.json.encode(mixed(i * 3)) + b"\n" for i in range(64)))
-            held.wait_arrived(8)
+            held.wait_arrived(1)  # (the embedder batches texts: one call may carry many)
             assert admin.result("system.shutdown") == {}
             replies = [c.read() for _ in range(64)]
             assert sorted(r["id"] for r in replies) == [i * 3 for i in range(64)]
@@ -351,3 +360,62 @@ def test_a_client_that_reads_late_or_half_closes_gets_every_reply_once(
             half.close()
             quiet(admin)
         held.release()
+
+
+def test_a_stalled_store_under_mixed_deadlines_then_shutdown_loses_no_acknowledged_write(
+        memoryd_factory: Any) -> None:
+    """The engine worker stopped (SIGSTOP), journal on: 150 saves (timeoutMs 1, 300, far
+    over the write budget) and 50 searches pipelined on one connection, 100 saves on a
+    connection closed at once, then system.shutdown with 40 more saves in flight. Every save
+    answered says what became of it (never ``timeout``: each is appended before its first
+    wait), every search a ``timeout`` (``backend_unavailable`` once the breaker opens),
+    memoryd exits 0, and after a restart every acknowledged save is there."""
+    args = ("--dimension", "4")
+    env = {"MEMORYD_EMBEDDING__PROVIDER": "none", "MEMORYD_SWEEP_INTERVAL": "0",
+           "MEMORYD_JOURNAL": "true", "MEMORYD_WRITE_TIMEOUT_MS": "800",
+           "MEMORYD_READ_TIMEOUT_MS": "800"}
+    server = memoryd_factory(*args, env=env)
+
+    def save(i: int) -> bytes:
+        params = memory(i, timeoutMs=[1, 300, 10**9][i % 3])
+        return msgspec.json.encode({"jsonrpc": "2.0", "id": i, "method": "memory.save",
+                                    "params": params}) + b"\n"
+
+    acknowledged: dict[int, str] = {}
+    with server.connect() as c, server.connect() as gone, server.connect() as admin:
+        c.result("memory.save", memory(0))
+        worker = c.result("system.health")["checks"]["store"]["detail"]["workerPid"]
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            searches = [msgspec.json.encode({
+                "jsonrpc": "2.0", "id": 10_000 + i, "method": "memory.search",
+                "params": {"query": "x", "vector": vec(i), "timeoutMs": [1, 300, 10**9][i % 3]},
+            }) + b"\n" for i in range(50)]
+            c.send_raw(b"".join(save(i) for i in range(1, 151)) + b"".join(searches))
+            gone.send_raw(b"".join(save(i) for i in range(1000, 1100)))
+            gone.close()
+            for _ in range(200):
+                reply = c.read()
+                if reply["id"] >= 10_000:
+                    # (the breaker opens after a few timeouts: the rest fail fast)
+                    assert reply["error"]["data"]["kind"] in ("timeout",
+                                                              "backend_unavailable"), reply
+                else:
+                    assert "result" in reply, reply  # queued, never timeout
+                    acknowledged[reply["id"]] = reply["result"]["id"]
+            c.send_raw(b"".join(save(i) for i in range(200, 240)))
+            assert admin.result("system.shutdown") == {}
+            for _ in range(40):
+                reply = c.read()
+                assert "result" in reply or reply["error"]["data"]["kind"] == "shutting_down", \
+                    reply
+                if "result" in reply:
+                    acknowledged[reply["id"]] = reply["result"]["id"]
+        finally:
+            os.kill(worker, signal.SIGCONT)
+    assert server.proc.wait(timeout=60) == 0
+    assert len(acknowledged) >= 150
+    again = memoryd_factory(*args, env=env)
+    with again.connect() as c:
+        for i, memory_id in acknowledged.items():
+            assert c.result("memory.get", {"id": memory_id})["content"] == f"memory {i}"
