@@ -143,8 +143,7 @@ async def list_memories(ctx: Context, params: MemoryListParams) -> list[MemoryEn
                                namespace=params.namespace, category=params.category)
     before = None if params.before is UNSET else (params.before.createdAt,
                                                   params.before.id.lower())
-    records = await newest_first(ctx.app, base, params.offset + params.limit, before)
-    page = records[params.offset:params.offset + params.limit]
+    page = await newest_first(ctx.app, base, params.limit, before, skip=params.offset)
     return within_bytes(
         [e for e in (payloads.memory_entry(r.id, r.payload) for r in page) if e is not None],
         ctx.app.config.max_line_bytes)

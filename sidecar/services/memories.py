@@ -130,36 +130,49 @@ def _order_key(record: Record) -> tuple[float, str]:
 
 
 async def newest_first(app: App, base: Filter, need: int,
-                       before: tuple[float, str] | None) -> list[Record]:
-    """The first ``need`` records of ``base`` in (createdAt, id) descending order, strictly
-    after ``before``. The store orders by createdAt only, so every group of equal createdAt
-    at a page boundary is ordered by id here: nothing skipped or repeated. The group's ids
-    are fetched whole, payloads only for the records kept (a batch of 500 saves shares one
-    createdAt; their payloads were most of a list's cost)."""
+                       before: tuple[float, str] | None, skip: int = 0) -> list[Record]:
+    """The ``need`` records of ``base`` that follow the first ``skip`` ones in (createdAt, id)
+    descending order, strictly after ``before``. The store orders by createdAt only, so every
+    group of equal createdAt at a page boundary is ordered by id here: nothing skipped or
+    repeated. The group's ids are fetched whole, payloads only for the records kept (a batch of
+    500 saves shares one createdAt; their payloads were most of a list's cost). Skipped
+    records are read ``_SKIP_CHUNK`` at a time and dropped, so an ``offset`` costs time (within
+    the request's deadline), not memory."""
     store = app.store
     out: list[Record] = []
     below: float | None = None
+
+    def skipping(items: list[Any]) -> list[Any]:
+        nonlocal skip
+        dropped = min(skip, len(items))
+        skip -= dropped
+        return items[dropped:]
+
     if before is not None:
         created, last_id = before
-        ties = await _tie_ids(app, base, created)
-        out += await _records(app, [i for i in ties if i < last_id][:need], {})
+        ties = skipping([i for i in await _tie_ids(app, base, created) if i < last_id])
+        out += await _records(app, ties[:need], {})
         below = created
     while len(out) < need:
-        want = need - len(out)
+        want = min(need - len(out) + skip, need + _SKIP_CHUNK)
         page = await store.scroll(filter=queries.created_at_window(base, below=below),
                                   limit=want, order_by=OrderBy("createdAt", descending=True))
         if not page:
             break
         if len(page) < want:  # everything left: complete, including the last group
-            out += sorted(page, key=_order_key, reverse=True)
+            out += skipping(sorted(page, key=_order_key, reverse=True))
             break
         last = _order_key(page[-1])[0]
-        out += sorted((r for r in page if _order_key(r)[0] > last), key=_order_key,
-                      reverse=True)
-        ties = await _tie_ids(app, base, last)
+        out += skipping(sorted((r for r in page if _order_key(r)[0] > last), key=_order_key,
+                               reverse=True))
+        ties = skipping(await _tie_ids(app, base, last))
         out += await _records(app, ties[:need - len(out)], {r.id: r for r in page})
         below = last
-    return out
+    return out[:need]
+
+
+# Records read per store call while skipping an offset (besides the page itself).
+_SKIP_CHUNK = 256
 
 
 # A saveBatch's memories (at most 1,000) share one createdAt: a group this size or smaller

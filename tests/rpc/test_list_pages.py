@@ -99,3 +99,38 @@ def test_a_page_exactly_one_byte_over_the_cap_is_cut(memoryd_factory: Any) -> No
         assert len(page) == 1  # one alone: both would be CAP + 1 bytes
         assert page[0]["id"] in (first_id, second_id)
         assert len(msgspec.json.encode(page)) <= CAP
+
+
+def _peak_rss(pid: int) -> int:
+    """The process's resident high-water mark, bytes (VmHWM)."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_an_offset_costs_time_not_memory(memoryd_factory: Any) -> None:
+    """memory.list with a large offset reads the records it skips a chunk at a time: memoryd's
+    peak memory does not grow with the offset. (Before, offset + limit records came back in
+    one store reply and were all held: 3,000 × 40 KB raised the peak by ~330 MiB; a chunk of
+    256 holds ~10 MB.)"""
+    server = memoryd_factory("--dimension", "4", env=NO_MODEL)
+    with server.connect() as client:
+        for batch in range(12):  # 250 × 40 KB a line: within max_line_bytes
+            client.result("memory.saveBatch", {"inputs": [
+                {"category": "fact", "content": f"{batch}.{i} " + "w" * 40_000, "vector": V,
+                 "namespace": "deep"} for i in range(250)]})
+        everything = [e["id"] for e in client.result("memory.list", {"namespace": "deep",
+                                                                    "limit": 1})]
+        assert everything
+        warm = client.result("memory.list", {"namespace": "deep", "limit": 1, "offset": 10})
+        assert len(warm) == 1
+        peak = _peak_rss(server.proc.pid)
+        last = client.result("memory.list", {"namespace": "deep", "limit": 1,
+                                             "offset": 2_999})
+        assert len(last) == 1
+        beyond = client.result("memory.list", {"namespace": "deep", "limit": 5,
+                                               "offset": 3_000})
+        assert beyond == []
+        grown = _peak_rss(server.proc.pid) - peak
+        assert grown < 100 * 1024 * 1024, f"peak RSS grew by {grown / 2**20:.0f} MiB"
