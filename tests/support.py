@@ -160,6 +160,25 @@ class RawClient:
         return msgspec.json.decode(line)
 
 
+def list_pages(client: RawClient, params: dict[str, Any], cap: int | None = None
+               ) -> list[list[dict[str, Any]]]:
+    """memory.list's pages from ``params`` on, each continued by ``before`` from the last
+    entry, until an empty page (the end); each page's JSON within ``cap`` bytes when given."""
+    pages = []
+    while True:
+        client.send(client.request_obj("memory.list", params))
+        line = client.read_line()
+        assert line is not None
+        page = msgspec.json.decode(line)["result"]
+        if not page:
+            return pages
+        if cap is not None:
+            assert len(msgspec.json.encode(page)) <= cap
+        pages.append(page)
+        params = {**params, "before": {"createdAt": page[-1]["createdAt"],
+                                       "id": page[-1]["id"]}}
+
+
 def flood_vector(i: int) -> list[float]:
     """A 4-d vector for memory ``i`` of ``flood_target``'s store."""
     return [1.0, (i % 7) / 7, (i % 5) / 5, 0.5]

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from tests.server.test_bounds import NO_MODEL
+from tests.support import list_pages
 
 CAP = 8192
 V = [1.0, 0.0, 0.0, 0.0]
@@ -22,24 +23,11 @@ def test_a_page_stops_short_of_max_line_bytes_and_continues_with_before(
             "category": "fact", "content": f"{i}" + "x" * 3000, "vector": V,
             "namespace": "pages"}) for i in range(5)]
         expected = sorted(((e["createdAt"], e["id"]) for e in saved), reverse=True)
-        seen: list[tuple[int, str]] = []
-        pages = []
-        params: dict[str, Any] = {"namespace": "pages", "limit": 100}
-        while True:
-            client.send(client.request_obj("memory.list", params))
-            line = client.read_line()
-            assert line is not None
-            page = msgspec.json.decode(line)["result"]
-            if not page:
-                break
-            # each page's entries fit the cap (two of ~3.3 KB; three would not)
-            assert len(msgspec.json.encode(page)) <= CAP
-            pages.append(len(page))
-            seen += [(e["createdAt"], e["id"]) for e in page]
-            params = {**params, "before": {"createdAt": page[-1]["createdAt"],
-                                           "id": page[-1]["id"]}}
+        # each page's entries fit the cap (two of ~3.3 KB; three would not)
+        pages = list_pages(client, {"namespace": "pages", "limit": 100}, CAP)
+        seen = [(e["createdAt"], e["id"]) for page in pages for e in page]
         assert seen == expected  # every memory once, newest first
-        assert pages == [2, 2, 1]
+        assert [len(page) for page in pages] == [2, 2, 1]
         # a single entry larger than the cap still comes (alone): it came in one request line
         big = client.result("memory.save", {"category": "fact", "content": "y" * (CAP - 600),
                                             "vector": V, "namespace": "big"})

@@ -8,9 +8,8 @@ import random
 import uuid
 from typing import Any
 
-import msgspec
-
 from tests.server.test_bounds import NO_MODEL
+from tests.support import list_pages
 
 V = [1.0, 0.0, 0.0, 0.0]
 T = 1_700_000_000_000
@@ -62,20 +61,8 @@ def test_list_walks_big_tie_groups_by_before_and_by_offset(memoryd_factory: Any)
     server = memoryd_factory("--dimension", "4",
                              env={**NO_MODEL, "MEMORYD_MAX_LINE_BYTES": str(cap)})
     with server.connect() as client:
-        seen = []
-        sizes: list[int] = []
-        params = {"namespace": "walk", "limit": 1000}
-        while True:
-            client.send(client.request_obj("memory.list", params))
-            line = client.read_line()
-            assert line is not None
-            page = msgspec.json.decode(line)["result"]
-            if not page:
-                break
-            assert len(msgspec.json.encode(page)) <= cap
-            sizes.append(len(page))
-            seen += [(e["createdAt"], e["id"]) for e in page]
-            params = {"namespace": "walk", "limit": 1000, "before": {
-                "createdAt": page[-1]["createdAt"], "id": page[-1]["id"]}}
+        pages = list_pages(client, {"namespace": "walk", "limit": 1000}, cap)
+        sizes = [len(page) for page in pages]
+        seen = [(e["createdAt"], e["id"]) for page in pages for e in page]
         assert seen == expected
         assert max(sizes) < 30

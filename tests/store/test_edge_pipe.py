@@ -8,7 +8,7 @@ import os
 import random
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -18,12 +18,12 @@ import pytest
 
 from sidecar import errors
 from sidecar.domain.filters import Filter, Match
-from sidecar.store.base import PayloadIndex, Point
+from sidecar.store.base import Point
 from sidecar.store.edge import EdgeStore
+from tests.store.conftest import INDEXES
 
 pytestmark = pytest.mark.anyio
 
-INDEXES = (PayloadIndex("k", "keyword"),)
 
 
 @pytest.fixture
@@ -37,15 +37,6 @@ def pid(n: int) -> str:
 
 def fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[EdgeStore]:
-    store = EdgeStore(tmp_path / "edge" / "agent_memory")
-    await store.open()
-    await store.ensure_collection(4, INDEXES)
-    yield store
-    await store.close()
 
 
 async def poll(condition: Callable[[], bool]) -> None:

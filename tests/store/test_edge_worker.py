@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -20,12 +19,12 @@ import pytest
 
 from sidecar import errors
 from sidecar.domain.filters import Filter, Match, MatchAny
-from sidecar.store.base import PayloadIndex, Point
+from sidecar.store.base import Point
 from sidecar.store.edge import EdgeStore
+from tests.store.conftest import INDEXES, abandon_while_stopped
 
 pytestmark = pytest.mark.anyio
 
-INDEXES = (PayloadIndex("k", "keyword"), PayloadIndex("createdAt", "integer"))
 
 
 @pytest.fixture
@@ -35,15 +34,6 @@ def anyio_backend() -> str:
 
 def pid(n: int) -> str:
     return str(uuid.UUID(int=n))
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[EdgeStore]:
-    store = EdgeStore(tmp_path / "edge" / "agent_memory")
-    await store.open()
-    await store.ensure_collection(4, INDEXES)
-    yield store
-    await store.close()
 
 
 async def signal_during_a_call(edge: EdgeStore, *signals: signal.Signals
@@ -114,17 +104,7 @@ async def test_worker_gone_while_idle_is_replaced_on_next_call(edge: EdgeStore) 
 
 async def test_cancelled_call_leaves_the_stream_in_step(edge: EdgeStore) -> None:
     await edge.upsert([Point(pid(i), [1.0, float(i), 0, 0], {"k": "ab"[i % 2]}) for i in range(6)])
-    worker = edge.worker_pid
-    assert worker is not None
-    os.kill(worker, signal.SIGSTOP)
-    try:
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(edge.count, Filter(must=(Match("k", "a"),)))
-                await anyio.wait_all_tasks_blocked()
-                scope.cancel()
-    finally:
-        os.kill(worker, signal.SIGCONT)
+    worker = await abandon_while_stopped(edge, edge.count, Filter(must=(Match("k", "a"),)))
     # The reply to the abandoned call arrives first and must go nowhere.
     assert await edge.count(Filter(must=(Match("k", "b"),))) == 3
     assert await edge.facet("k", None, 10) == {"a": 3, "b": 3}
@@ -138,17 +118,7 @@ async def test_frame_larger_than_the_pipe_is_sent_whole_even_if_its_caller_leave
     answered in step and the big write was applied whole."""
     big = [Point(pid(i), [1.0, float(i), 0, 0], {"k": "a", "pad": "x" * 2000})
            for i in range(2000)]  # ~4 MB of payload: more than the pipe holds
-    worker = edge.worker_pid
-    assert worker is not None
-    os.kill(worker, signal.SIGSTOP)
-    try:
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(edge.upsert, big)
-                await anyio.wait_all_tasks_blocked()
-                scope.cancel()
-    finally:
-        os.kill(worker, signal.SIGCONT)
+    worker = await abandon_while_stopped(edge, edge.upsert, big)
     assert await edge.count(None) == 2000
     [record] = await edge.retrieve([pid(1999)])
     assert record.payload == {"k": "a", "pad": "x" * 2000}
