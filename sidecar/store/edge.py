@@ -211,14 +211,17 @@ class _Worker:
         while len(data) - start >= wire.HEADER.size:
             (size,) = wire.HEADER.unpack_from(data, start)
             if size > wire.MAX_FRAME:
-                self.die("the embedded engine sent a malformed reply")
-                return None
+                return self._malformed()
             end = start + wire.HEADER.size + size
             if len(data) < end:
                 break
             # bytes: a Raw result keeps a view of what it was decoded from
             body = data[start + wire.HEADER.size:end]
-            reply = self.decoder.decode(body if isinstance(data, memoryview) else bytes(body))
+            try:
+                reply = self.decoder.decode(
+                    body if isinstance(data, memoryview) else bytes(body))
+            except msgspec.MsgspecError:
+                return self._malformed()
             start = end
             self.answers.at = time.monotonic()
             if reply.error is not None and reply.error.kind == wire.EXPIRED:
@@ -230,6 +233,14 @@ class _Worker:
             del data[:start]
             return None
         return data[start:] if start < len(data) else None
+
+    def _malformed(self) -> None:
+        """A reply that is not one: nothing after it can be trusted to start a frame, so stop
+        reading; the calls waiting fail and the next call starts a new worker."""
+        self.buffer.clear()
+        if self.from_worker >= 0:
+            self.loop.remove_reader(self.from_worker)
+        self.die("the embedded engine sent a malformed reply")
 
     def die(self, message: str) -> None:
         if self.dead is None:

@@ -18,6 +18,7 @@ import pytest
 
 from sidecar import errors
 from sidecar.domain.filters import Filter, Match
+from sidecar.store import wire
 from sidecar.store.base import Point
 from sidecar.store.edge import EdgeStore
 from tests.store.conftest import INDEXES
@@ -247,3 +248,38 @@ async def test_a_caller_that_leaves_in_the_middle_of_its_big_reply(edge: EdgeSto
         tg.start_soon(behind)
     assert after == [1, [pid(1000)]]
     assert edge.worker_pid == worker.process.pid and not worker.pending
+
+
+def _reply_pipe(edge: EdgeStore, worker: int) -> str:
+    """The worker's end of its reply pipe, as a /proc path: the fd of ``worker`` on the same
+    pipe as memoryd's reading end."""
+    assert edge._worker is not None
+    ours = os.readlink(f"/proc/self/fd/{edge._worker.from_worker}")
+    [theirs] = [f"/proc/{worker}/fd/{fd}" for fd in os.listdir(f"/proc/{worker}/fd")
+                if os.readlink(f"/proc/{worker}/fd/{fd}") == ours]
+    return theirs
+
+
+def _write_into(path: str, data: bytes) -> None:
+    with open(path, "wb", buffering=0) as out:
+        out.write(data)
+
+
+async def test_a_malformed_reply_fails_its_calls_and_the_next_call_gets_a_new_worker(
+        edge: EdgeStore) -> None:
+    """Bytes on the worker's reply pipe that are not a reply (a frame that does not decode,
+    here written into the pipe through /proc, as a corrupted worker would): the call whose
+    reply was swallowed by it fails at once, and the store goes on with a new worker. Before,
+    the bad frame stayed at the head of the read buffer, and every call after it waited for
+    ever."""
+    await edge.upsert([Point(pid(0), [1.0, 0.0, 0.0, 0.0], {"k": "a"})])
+    worker = edge.worker_pid
+    assert worker is not None
+    # The header announces 8 bytes; the next reply's first bytes complete it: not msgpack.
+    _write_into(_reply_pipe(edge, worker), wire.HEADER.pack(8) + b"\xc1")
+    with anyio.fail_after(30), pytest.raises(errors.BackendUnavailable, match="malformed"):
+        await edge.count(None)
+    with anyio.fail_after(30):
+        assert await edge.count(None) == 1
+    assert edge.worker_pid not in (None, worker)
+    assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"
