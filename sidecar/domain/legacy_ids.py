@@ -43,6 +43,16 @@ def state_id(instance: str) -> str:
     return legacy_id(STATE + instance)
 
 
+# How many places a session's record may live at: probe ids 1..MAX_PROBES. Reaching the
+# limit needs that many sessions sharing one 32-bit hash: something is wrong, say so.
+MAX_PROBES = 32
+
+
+def probe_ids(prefix: str, session_id: str) -> list[str]:
+    """Every place a session's record may live at, in probing order."""
+    return [probe_id(prefix, session_id, n) for n in range(1, MAX_PROBES + 1)]
+
+
 def probe_id(prefix: str, session_id: str, n: int) -> str:
     """The n-th place (1-based) a session's record may live at.
 

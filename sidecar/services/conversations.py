@@ -21,7 +21,13 @@ from msgspec import UNSET
 from sidecar import errors
 from sidecar.contract import ConversationState, MemoryInput, MemoryMetadata
 from sidecar.domain import continuity, payloads, queries
-from sidecar.domain.legacy_ids import CONVERSATION, SESSION_CHAIN, probe_id
+from sidecar.domain.legacy_ids import (
+    CONVERSATION,
+    MAX_PROBES,
+    SESSION_CHAIN,
+    probe_id,
+    probe_ids,
+)
 from sidecar.domain.probing import ProbeRule, owns
 from sidecar.journal.entry import Probed
 from sidecar.journal.view import JournaledView
@@ -31,10 +37,8 @@ from sidecar.store.base import OrderBy, Point, Record, Store
 if TYPE_CHECKING:
     from sidecar.app import App
 
-# Probe ids fetched per round trip, and how far memoryd looks before giving up. Reaching the
-# limit needs that many sessions sharing one 32-bit hash: something is wrong, say so.
+# Probe ids fetched per round trip (how far memoryd looks: legacy_ids.MAX_PROBES).
 PROBE_WINDOW = 4
-MAX_PROBES = 32
 
 _KINDS = {CONVERSATION: payloads.CONVERSATION, SESSION_CHAIN: payloads.SESSION_CHAIN}
 
@@ -70,7 +74,7 @@ def _belongs(record: Record, prefix: str, session_id: str) -> bool:
 
 def _probed(prefix: str, session_id: str, vector: list[float], payload: dict[str, Any]
             ) -> Probed:
-    return Probed([probe_id(prefix, session_id, n) for n in range(1, MAX_PROBES + 1)],
+    return Probed(probe_ids(prefix, session_id),
                   ProbeRule(_KINDS[prefix], session_id), vector, payload)
 
 

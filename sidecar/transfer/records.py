@@ -25,7 +25,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from sidecar import contract, errors
 from sidecar.domain import kv, payloads
-from sidecar.domain.legacy_ids import CONVERSATION, SESSION_CHAIN, probe_id
+from sidecar.domain.legacy_ids import CONVERSATION, SESSION_CHAIN, probe_id, probe_ids
 from sidecar.domain.lexical import SparseVector
 from sidecar.embedding.guard import ModelRecord
 from sidecar.store.base import Point, Record
@@ -291,10 +291,7 @@ def _convert(value: Any, type_: Any, where: str) -> Any:
 def _check_session_id(record: ExportRecord, prefix: str, session_id: str, where: str) -> None:
     """A conversation or session chain lives at one of its session's probe ids (CONTRACT §5):
     one elsewhere is never found by its session, and may replace another session's record."""
-    from sidecar.services.conversations import MAX_PROBES  # the services import this module
-
-    record_id = record.id.lower()
-    if any(record_id == probe_id(prefix, session_id, n) for n in range(1, MAX_PROBES + 1)):
+    if record.id.lower() in probe_ids(prefix, session_id):
         return
     raise errors.ValidationError.at(
         f"{where}.id", f"{where.removeprefix('$.')}.id {record.id} is not an id of session "
