@@ -137,27 +137,25 @@ class _Worker:
             os.close(self.pidfd)
             self.pidfd = self.exit_poll = None
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | memoryview) -> None:
         """Queue one whole frame; raises ``_NotSent`` when the worker cannot take it."""
         if self.dead is not None or self.eof or self.to_worker < 0:
             raise _NotSent
-        if self.unsent:  # frames ahead of it are still going: keep the order
-            self.unsent += data
-            if len(self.unsent) >= _PIPE_SIZE:
-                self.room.clear()
-            return
-        try:
-            written = os.write(self.to_worker, data)
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            self.die("the embedded engine stopped")
-            raise _NotSent from None
-        if written < len(data):
-            self.unsent += memoryview(data)[written:]
+        if not self.unsent:  # else frames ahead of it are still going: it queues behind them
+            try:
+                written = os.write(self.to_worker, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                self.die("the embedded engine stopped")
+                raise _NotSent from None
+            if written == len(data):
+                return
             self.loop.add_writer(self.to_worker, self._writable)
-            if len(self.unsent) >= _PIPE_SIZE:
-                self.room.clear()
+            data = memoryview(data)[written:]
+        self.unsent += data
+        if len(self.unsent) >= _PIPE_SIZE:
+            self.room.clear()
 
     def _writable(self) -> None:
         try:
